@@ -1,0 +1,38 @@
+"""Analytical latency / energy / area model of an EdgeBERT-style edge NLP accelerator.
+
+See ``hwmodels/MODEL.md`` for the equations and assumptions; every constant lives in
+``hwmodels/data/*.yaml`` with its source.
+"""
+
+from hwmodels.config import CompressionProfile, HardwareConfig
+from hwmodels.design import DesignBatch
+from hwmodels.dvfs import ExitPredictor, fit_exit_predictor, frequency_mhz, voltage_frequency_points
+from hwmodels.envm import ENVM_CELLS, EnvmCell, envm_cell
+from hwmodels.evaluate import (BatchResult, HardwareResult, evaluate_configs, evaluate_hardware,
+                               evaluate_hardware_batch)
+from hwmodels.export import accelerator_parameter_file, adaptivfloat_bias
+from hwmodels.traces import exit_layers_from_entropies, load_entropy_trace
+from hwmodels.workload import ModelShape
+
+__all__ = [
+    "BatchResult",
+    "CompressionProfile",
+    "DesignBatch",
+    "ENVM_CELLS",
+    "EnvmCell",
+    "ExitPredictor",
+    "HardwareConfig",
+    "HardwareResult",
+    "ModelShape",
+    "accelerator_parameter_file",
+    "adaptivfloat_bias",
+    "envm_cell",
+    "evaluate_configs",
+    "evaluate_hardware",
+    "evaluate_hardware_batch",
+    "exit_layers_from_entropies",
+    "fit_exit_predictor",
+    "frequency_mhz",
+    "load_entropy_trace",
+    "voltage_frequency_points",
+]

@@ -1,0 +1,295 @@
+"""The ``dse`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dse.errors import DSEError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Algorithm/hardware co-design studies for BERT-family models on edge accelerators.")
+study_app = typer.Typer(no_args_is_help=True, help="Run, resume and inspect studies.")
+config_app = typer.Typer(no_args_is_help=True, help="Study definitions.")
+app.add_typer(study_app, name="study")
+app.add_typer(config_app, name="config")
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+
+
+class ExecutorKind(str, Enum):
+    inline = "inline"
+    ray = "ray"
+
+
+class Pick(str, Enum):
+    knee = "knee"
+    max_accuracy = "max-accuracy"
+    min_energy = "min-energy"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+Executor = typer.Option("--executor", help="inline or ray (default: the study definition's)")
+
+
+def _interactive() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def _progress_printer():  # noqa: ANN202
+    """A one-line rich status when interactive; silent otherwise."""
+    if not _interactive():
+        return None, None
+    from dse.results import feasible, pareto_mask
+
+    status = console.status("starting…")
+    status.start()
+
+    def update(study, stats, target) -> None:  # noqa: ANN001
+        done = [t for t in study.trials if t.state.name == "COMPLETE" and feasible(t)]
+        front = 0
+        if done:
+            import numpy as np
+
+            front = int(pareto_mask(np.array([t.values for t in done]),
+                                    [d.name.lower() for d in study.directions]).sum())
+        rate = stats.completed / max(time.perf_counter() - stats.started, 1e-9) * 60
+        status.update(f"completed {stats.completed}/{target} · failed {stats.failed} · "
+                      f"cache hits {stats.cache_hits} · Pareto {front} · {rate:.1f} trials/min")
+
+    return update, status
+
+
+def _run(folder, config, *, n_trials, executor, ray_address) -> None:  # noqa: ANN001
+    from dse.study.engine import run_study
+
+    start = time.perf_counter()
+    update, status = _progress_printer()
+    try:
+        stats = run_study(folder, config, n_trials=n_trials, executor_kind=executor,
+                          ray_address=ray_address, progress=update)
+    finally:
+        if status is not None:
+            status.stop()
+    console.print(f"{stats.completed} trials complete ({stats.failed} failed this run, "
+                  f"{stats.cache_hits} cache hits) in {time.perf_counter() - start:.0f} s")
+    _write_outputs(folder, config, show=True)
+
+
+def _write_outputs(folder, config, *, show: bool) -> None:  # noqa: ANN001
+    """trials.csv, pareto.csv and plots/pareto.png, rebuilt from the journal."""
+    from dse.plots import plot_pareto
+    from dse.results import hypervolume, pareto_table, reference_point, trials_table
+    from dse.study.engine import open_study
+
+    study = open_study(folder, config, create=False)
+    trials = trials_table(study, config)
+    front = pareto_table(trials, config)
+    trials.to_csv(folder.path / "trials.csv", index=False)
+    front.to_csv(folder.path / "pareto.csv", index=False)
+    names = config.objective_names()
+    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    hv = 0.0
+    if not front.empty:
+        ref = reference_point(done[names].to_numpy(dtype=float), config.directions())
+        hv = hypervolume(front[names].to_numpy(dtype=float), config.directions(), ref)
+    if not done.empty:
+        plot_pareto(trials, config, folder.plots / "pareto.png", hypervolume=hv)
+    if show:
+        _print_front(front, config, study.user_attrs.get("baseline_points"))
+        console.print(f"outputs in {folder.path}: trials.csv, pareto.csv, plots/pareto.png")
+
+
+def _print_front(front, config, baseline) -> None:  # noqa: ANN001
+    names = config.objective_names()
+    table = Table(title=f"Pareto front of {config.name}"
+                  + (f" (baseline {baseline:.2f} points)" if baseline is not None else ""))
+    knob_cols = [f"knob.{k}" for k in config.search_space if f"knob.{k}" in front.columns]
+    for col in ["trial", *names, *[c.removeprefix("knob.") for c in knob_cols]]:
+        table.add_column(col, justify="right")
+    for _, row in front.iterrows():
+        cells = [str(int(row["trial"]))] + [f"{row[n]:.4g}" for n in names]
+        cells += [f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in knob_cols]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _folder(path: Path):  # noqa: ANN202
+    from dse.study.engine import StudyFolder
+
+    return StudyFolder(path)
+
+
+@study_app.command("run")
+def study_run(
+    space: Annotated[Path, typer.Argument(help="study definition (YAML)")],
+    n_trials: Annotated[Optional[int], typer.Option("--n-trials", min=1)] = None,
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="parent of the study folder")] = Path("results"),
+    executor: Annotated[Optional[ExecutorKind], Executor] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address")] = None,
+) -> None:
+    """Run a study (continues it if its folder already exists with the same definition)."""
+    from dse.config import load_study_config
+
+    config = load_study_config(space)
+    _run(_folder(results_dir / config.name), config, n_trials=n_trials,
+         executor=executor.value if executor else None,
+         ray_address=ray_address)
+
+
+@study_app.command("resume")
+def study_resume(
+    directory: Annotated[Path, typer.Argument(help="study folder")],
+    n_trials: Annotated[Optional[int], typer.Option("--n-trials", min=1)] = None,
+    executor: Annotated[Optional[ExecutorKind], Executor] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address")] = None,
+) -> None:
+    """Continue a stopped or killed study; unfinished trials are re-queued."""
+    folder = _folder(directory)
+    _run(folder, folder.load_config(), n_trials=n_trials,
+         executor=executor.value if executor else None, ray_address=ray_address)
+
+
+@study_app.command("status")
+def study_status(
+    directory: Annotated[Path, typer.Argument(help="study folder")],
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Trial counts by state, and the Pareto size."""
+    from dse.results import pareto_table, trials_table
+    from dse.study.engine import count_complete, open_study
+
+    folder = _folder(directory)
+    config = folder.load_config()
+    study = open_study(folder, config, create=False)
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    front = pareto_table(trials_table(study, config), config)
+    info = {"study": config.name, "target_trials": config.n_trials, "completed": count_complete(study),
+            "states": states, "pareto_size": len(front),
+            "baseline_points": study.user_attrs.get("baseline_points")}
+    if fmt is Format.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            console.print(f"{key}: {value}")
+
+
+@app.command("pareto")
+def pareto(directory: Annotated[Path, typer.Argument(help="study folder")]) -> None:
+    """Rebuild trials.csv, pareto.csv and the plot; print the Pareto table."""
+    folder = _folder(directory)
+    _write_outputs(folder, folder.load_config(), show=True)
+
+
+@app.command("export")
+def export(
+    directory: Annotated[Path, typer.Argument(help="study folder")],
+    pick: Annotated[Optional[Pick], typer.Option("--pick")] = None,
+    trial: Annotated[Optional[int], typer.Option("--trial", min=0)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output")] = None,
+) -> None:
+    """Write a chosen design as versioned JSON."""
+    from dse.export import design_record, write_design
+    from dse.results import pareto_table, pick_trial, trials_table
+    from dse.study.engine import open_study
+
+    if (pick is None) == (trial is None):
+        raise DSEError("give exactly one of --pick or --trial")
+    folder = _folder(directory)
+    config = folder.load_config()
+    study = open_study(folder, config, create=False)
+    if trial is None:
+        trial = pick_trial(pareto_table(trials_table(study, config), config), config, pick.value)
+    name = pick.value if pick is not None else f"trial-{trial}"
+    path = output or folder.path / "exports" / f"{name}.json"
+    write_design(design_record(study, config, trial), path)
+    console.print(f"exported trial {trial} to {path}")
+
+
+@app.command("evaluate")
+def evaluate(design: Annotated[Path, typer.Argument(help="exported design JSON")]) -> None:
+    """Re-score an exported design from scratch (same data) and print its metrics as JSON."""
+    from dse.evaluate import build_context, evaluate_trial
+    from dse.export import load_design
+
+    data, config = load_design(design)
+    ctx = build_context(config, cache_dir=None)
+    outcome = evaluate_trial(ctx, config.knob_values({**data["compression"], **data["hardware"]}))
+    print(json.dumps(outcome.metrics))
+
+
+@app.command("prepare")
+def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
+    """Fine-tune (or load from the cache) the study's early-exit model and report its baseline."""
+    from dse.config import load_study_config
+    from dse.data import resolve_glue_dir
+    from dse.modeling.loading import resolve_model_source
+    from dse.prepare import prepare_model
+
+    config = load_study_config(space)
+    prepared = prepare_model(
+        model_source=resolve_model_source(config.model.name), task=config.task,
+        glue_dir=resolve_glue_dir(config.data.glue_dir),
+        max_seq_length=config.model.max_seq_length, finetune=config.finetune,
+    )
+    info = prepared.info
+    console.print(f"prepared {info.task} ({info.train_rows} train rows) at {prepared.path}")
+    console.print("dev metric by exit layer: "
+                  + ", ".join(f"{100 * m:.2f}" for m in info.baseline_dev_metric_by_layer))
+
+
+@config_app.command("validate")
+def config_validate(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
+    """Check a study definition and print its hash."""
+    from dse.config import config_hash, load_study_config
+
+    config = load_study_config(space)
+    console.print(f"{space}: valid ({len(config.search_space)} knobs searched, "
+                  f"{config.n_trials} trials, hash {config_hash(config)[:12]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every user error is one line on stderr and a non-zero exit code."""
+    logging.basicConfig(level=logging.INFO if _interactive() else logging.WARNING,
+                        format="%(levelname)s %(message)s")
+    for noisy in ("transformers", "datasets", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        app(args=argv, standalone_mode=False, prog_name="dse")
+    except DSEError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    except typer.Exit as exc:  # --help and friends
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except typer.Abort:
+        err_console.print("interrupted; finished trials are saved (resume with: dse study resume DIR)")
+        return 130
+    except typer.TyperException as exc:  # usage errors: bad or missing arguments
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        return int(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished trials are saved (resume with: dse study resume DIR)")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Apply a trial's compression to a copy of the prepared model (post-training compression)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from dse.compression.adaptivfloat import AdaptivFloatFormat, quantize_model_weights_
+from dse.compression.pruning import achieved_sparsity, magnitude_mask
+from dse.modeling.early_exit import EarlyExitModel
+
+__all__ = ["CompressionSpec", "compress", "embedding_tables", "encoder_linears"]
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """The accuracy-relevant compression knobs of a trial (thresholds excluded)."""
+
+    encoder_pruning: float = 0.0  # fraction of each encoder matmul weight set to zero
+    embedding_pruning: float = 0.0  # fraction of each embedding table set to zero
+    weight_bits: int = 8
+    weight_exp_bits: int = 3
+    attention_span: int = 512  # tokens; >= the longest sentence means "no mask"
+
+    @classmethod
+    def from_knobs(cls, knobs: dict) -> "CompressionSpec":
+        return cls(**{k: knobs[k] for k in cls.__dataclass_fields__})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:
+    """The matmul weights EdgeBERT masks: Q, K, V, attention output and both FFN matrices."""
+    names = ("query", "key", "value", "attention.output.dense", "intermediate.dense",
+             "output.dense", "attention.dense", "ffn", "ffn_output")
+    return {
+        n: m for n, m in model.backbone.encoder.named_modules()
+        if isinstance(m, nn.Linear) and n.endswith(names) and "embedding_hidden" not in n
+    }
+
+
+def embedding_tables(model: EarlyExitModel) -> dict[str, nn.Embedding]:
+    """Word, position and token-type tables only (not LayerNorm, not projections)."""
+    emb = model.backbone.embeddings
+    return {
+        n: getattr(emb, n)
+        for n in ("word_embeddings", "position_embeddings", "token_type_embeddings")
+        if isinstance(getattr(emb, n, None), nn.Embedding)
+    }
+
+
+@torch.no_grad()
+def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitModel, dict[str, float]]:
+    """A compressed copy of ``model`` and what was achieved (sparsities, quantized tensors).
+
+    Order: magnitude pruning (masks baked into the weights), then AdaptivFloat fake
+    quantization of every linear weight and embedding table (zeros stay zero), then the
+    hard attention-span mask.
+    """
+    out = copy.deepcopy(model)
+    out.eval()
+    report: dict[str, float] = {}
+    linears = encoder_linears(out)
+    tables = embedding_tables(out)
+    if spec.encoder_pruning > 0:
+        for lin in linears.values():
+            lin.weight.mul_(magnitude_mask(lin.weight, sparsity=spec.encoder_pruning))
+    if spec.embedding_pruning > 0:
+        for emb in tables.values():
+            emb.weight.mul_(magnitude_mask(emb.weight, sparsity=spec.embedding_pruning))
+    report["encoder_sparsity"] = _mean_sparsity([m.weight for m in linears.values()])
+    report["embedding_sparsity"] = _mean_sparsity([m.weight for m in tables.values()])
+
+    fmt = AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits)
+    table_ids = {id(m) for m in tables.values()}
+    biases = quantize_model_weights_(
+        out, fmt, include=lambda _n, m: isinstance(m, nn.Linear) or id(m) in table_ids
+    )
+    report["quantized_tensors"] = float(len(biases))
+    out.spans.fill_(math.inf if spec.attention_span >= 512 else float(spec.attention_span))
+    return out, report
+
+
+def _mean_sparsity(weights: list[torch.Tensor]) -> float:
+    total = sum(w.numel() for w in weights)
+    return sum(achieved_sparsity(w) * w.numel() for w in weights) / total if total else 0.0

@@ -1,0 +1,324 @@
+"""Study definitions: validated pydantic models loaded from YAML (``search_spaces/*.yaml``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dse.errors import ConfigError
+
+__all__ = [
+    "CONFIG_VERSION",
+    "KNOBS",
+    "METRICS",
+    "CategoricalParam",
+    "Constraints",
+    "DataConfig",
+    "ExecutorConfig",
+    "FinetuneConfig",
+    "FloatParam",
+    "IntParam",
+    "Knob",
+    "ModelConfig",
+    "Objective",
+    "SamplerConfig",
+    "StudyConfig",
+    "config_hash",
+    "load_study_config",
+    "parse_study_config",
+]
+
+CONFIG_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Knob(_Strict):
+    """A searchable knob: its legal range, default and which part of a trial it affects."""
+
+    kind: Literal["float", "int", "categorical"]
+    default: float | int | str | None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    affects_accuracy: bool  # False: the knob never needs the model again (cheap knob)
+    help: str
+
+
+# The knobs a study may search. Legal ranges guard against meaningless studies (bounds that
+# no hardware or algorithm supports); a search space may narrow them but never widen them.
+KNOBS: dict[str, Knob] = {
+    "encoder_pruning": Knob(kind="float", default=0.0, low=0.0, high=0.99, affects_accuracy=True,
+                            help="fraction of encoder matmul weights pruned by magnitude"),
+    "embedding_pruning": Knob(kind="float", default=0.0, low=0.0, high=0.99, affects_accuracy=True,
+                              help="fraction of word/position/type embedding entries pruned"),
+    "weight_bits": Knob(kind="int", default=8, low=4, high=16, affects_accuracy=True,
+                        help="AdaptivFloat total bits of the weights"),
+    "weight_exp_bits": Knob(kind="int", default=3, low=1, high=5, affects_accuracy=True,
+                            help="AdaptivFloat exponent bits of the weights"),
+    "attention_span": Knob(kind="int", default=512, low=1, high=512, affects_accuracy=True,
+                           help="hard attention span in tokens (every head, every layer)"),
+    "exit_threshold": Knob(kind="float", default=0.0, low=0.0, high=5.0, affects_accuracy=True,
+                           help="entropy early-exit threshold (nats; ln C is the maximum)"),
+    "vmac_lanes": Knob(kind="int", default=16, low=1, high=256, affects_accuracy=False,
+                       help="number of vector-MAC lanes"),
+    "vector_size": Knob(kind="int", default=16, low=1, high=64, affects_accuracy=False,
+                        help="MACs per lane per cycle"),
+    "sram_kb": Knob(kind="float", default=64.0, low=1.0, high=65536.0, affects_accuracy=False,
+                    help="on-chip SRAM buffer capacity (KiB)"),
+    "envm_cell": Knob(kind="categorical", default="rram_mlc2",
+                      choices=("sram", "rram_slc", "rram_mlc2", "rram_mlc3", "stt_mram", "pcm",
+                               "fefet", "fefet_mlc2"),
+                      affects_accuracy=False, help="embedded NVM cell storing the embeddings"),
+    "voltage_v": Knob(kind="float", default=0.8, low=0.5, high=0.8, affects_accuracy=False,
+                      help="supply voltage (V); the clock follows the V/f curve"),
+}
+
+# Metrics a trial produces, with the direction that is better.
+METRICS: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",  # the task's main metric, in points (0-100)
+    "accuracy_drop": "minimize",  # points below the fine-tuned baseline
+    "energy_uj": "minimize",  # mean energy per sentence (µJ)
+    "latency_ms": "minimize",  # mean latency per sentence (ms)
+    "p95_latency_ms": "minimize",
+    "area_mm2": "minimize",
+    "memory_mb": "minimize",  # compressed weights + embeddings (MB)
+    "avg_exit_layer": "minimize",
+}
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    step: float | None = Field(default=None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "FloatParam":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log scale needs low > 0 and no step")
+        return self
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(default=1, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntParam":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and (self.low <= 0 or self.step != 1):
+            raise ValueError("log scale needs low > 0 and step 1")
+        return self
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: tuple[float | int | str | bool, ...] = Field(min_length=1)
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class ModelConfig(_Strict):
+    name: str = Field(default="all-MiniLM-L6-v2", min_length=1,
+                      description="packaged default, a Hugging Face hub name or a local folder")
+    max_seq_length: int = Field(default=128, ge=8, le=512)
+
+
+class DataConfig(_Strict):
+    glue_dir: str | None = Field(default=None, description="GLUE folder; else DSE_GLUE_DIR; else the hub")
+    dev_subset: int | None = Field(default=None, ge=16, description="seeded dev subset (rows)")
+    seed: int = 0
+
+
+class FinetuneConfig(_Strict):
+    """Two-stage off-ramp fine-tuning (stage 1: backbone + final classifier; stage 2: off-ramps)."""
+
+    train_subset: int | None = Field(default=8000, ge=32, description="seeded train rows; null = all")
+    min_words: int = Field(default=0, ge=0, description="drop train rows with fewer words")
+    epochs: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    max_train_seq_length: int = Field(default=64, ge=8, le=512)
+    offramp_epochs: int = Field(default=20, ge=1)
+    offramp_learning_rate: float = Field(default=1e-3, gt=0)
+    seed: int = 0
+
+
+class Objective(_Strict):
+    name: str
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Objective":
+        if self.name not in METRICS:
+            raise ValueError(f"unknown objective {self.name!r}; known: {', '.join(METRICS)}")
+        if self.direction is None:
+            object.__setattr__(self, "direction", METRICS[self.name])
+        return self
+
+
+class Constraints(_Strict):
+    """Feasibility limits; a trial is feasible when it meets every limit that is set."""
+
+    max_accuracy_drop_points: float | None = Field(default=None, ge=0)
+    latency_target_ms: float | None = Field(default=None, gt=0, description="mean latency bound")
+    max_area_mm2: float | None = Field(default=None, gt=0)
+    max_memory_mb: float | None = Field(default=None, gt=0)
+
+
+class SamplerConfig(_Strict):
+    name: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    seed: int = 0
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["inline", "ray"] = "inline"
+    max_in_flight: int = Field(default=1, ge=1)
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    ray_address: str | None = None
+
+
+class StudyConfig(_Strict):
+    version: int = CONFIG_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    task: str = "sst2"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    objectives: tuple[Objective, ...] = Field(
+        default=(Objective(name="accuracy"), Objective(name="energy_uj"),
+                 Objective(name="latency_ms")),
+        min_length=1,
+    )
+    constraints: Constraints = Constraints()
+    sampler: SamplerConfig = SamplerConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    n_trials: int = Field(default=40, ge=1)
+    search_space: dict[str, Param] = Field(min_length=1)
+    fixed: dict[str, float | int | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyConfig":
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"version {self.version} is not supported (this tool reads {CONFIG_VERSION})")
+        from dse.data import task_spec  # local: keep config import light
+
+        try:
+            task_spec(self.task)
+        except Exception as exc:  # DataError -> validation error with the same text
+            raise ValueError(str(exc)) from None
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError("objectives are listed twice")
+        for name, param in self.search_space.items():
+            _check_knob(name, param)
+        for name, value in self.fixed.items():
+            if name not in KNOBS:
+                raise ValueError(f"fixed: unknown knob {name!r}; known: {', '.join(KNOBS)}")
+            if name in self.search_space:
+                raise ValueError(f"knob {name!r} is both searched and fixed")
+            _check_value(name, value)
+        return self
+
+    def knob_values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every knob's value for a trial: sampled, else fixed, else the default."""
+        values = {name: knob.default for name, knob in KNOBS.items()}
+        values.update(self.fixed)
+        values.update(params)
+        return values
+
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def directions(self) -> list[str]:
+        return [str(o.direction) for o in self.objectives]
+
+
+def _check_value(name: str, value: Any) -> None:
+    knob = KNOBS[name]
+    if knob.kind == "categorical":
+        if value not in knob.choices:
+            raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(str, knob.choices))}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if knob.kind == "int" and not float(value).is_integer():
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if not knob.low <= value <= knob.high:
+        raise ValueError(f"{name}: {value} is outside the legal range [{knob.low}, {knob.high}]")
+
+
+def _check_knob(name: str, param: FloatParam | IntParam | CategoricalParam) -> None:
+    if name not in KNOBS:
+        raise ValueError(f"search_space: unknown knob {name!r}; known: {', '.join(KNOBS)}")
+    knob = KNOBS[name]
+    if isinstance(param, CategoricalParam):
+        for choice in param.choices:
+            _check_value(name, choice)
+        return
+    if knob.kind == "categorical":
+        raise ValueError(f"search_space: {name} is categorical; use type: categorical")
+    if knob.kind == "int" and isinstance(param, FloatParam):
+        raise ValueError(f"search_space: {name} takes integers; use type: int")
+    _check_value(name, param.low)
+    _check_value(name, param.high)
+
+
+def config_hash(config: StudyConfig) -> str:
+    """SHA-256 of the canonical JSON of the resolved definition."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
+
+
+def parse_study_config(data: Any, *, source: str) -> StudyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a study definition must be a YAML mapping")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study definition; every problem is one ``ConfigError`` line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    return parse_study_config(data, source=str(path))

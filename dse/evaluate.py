@@ -1,0 +1,180 @@
+"""Score one trial: GLUE dev accuracy of the compressed model plus the accelerator model.
+
+Accuracy depends only on the compression knobs, so the dev pass keeps every off-ramp's
+logits and caches them by the accuracy-relevant sub-configuration; the exit threshold and
+all hardware knobs are applied afterwards to the cached logits without running the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dse.compression.apply import CompressionSpec, compress
+from dse.config import StudyConfig
+from dse.data import load_glue, resolve_glue_dir, task_spec
+from dse.metrics import main_metric
+from dse.modeling.batching import EncodedSet, encode_dataset
+from dse.modeling.early_exit import EarlyExitModel, simulate_early_exit
+from dse.modeling.loading import load_tokenizer, resolve_model_source
+from dse.prepare import dev_layer_logits, predictions, prepare_model
+from hwmodels import CompressionProfile, HardwareConfig, ModelShape, evaluate_hardware
+
+__all__ = ["EVAL_VERSION", "EvalContext", "TrialOutcome", "build_context", "evaluate_trial"]
+
+EVAL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    metrics: dict[str, float]  # every name in dse.config.METRICS
+    attrs: dict[str, Any]  # JSON-serialisable details recorded on the trial
+    cache_hit: bool
+    seconds: float
+
+
+@dataclass
+class EvalContext:
+    """Everything a trial evaluation needs; built once per study (and once per Ray worker)."""
+
+    task: str
+    model: EarlyExitModel
+    prepared_key: str
+    dev: EncodedSet
+    pad_id: int
+    shape: ModelShape
+    baseline_points: float  # main metric of the uncompressed model on this dev set, no exit
+    cache_dir: Path | None
+    _memory: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def dev_key(self) -> str:
+        h = hashlib.sha256()
+        for ids in self.dev.input_ids:
+            h.update(np.asarray(ids, dtype=np.int32).tobytes() + b"|")
+        h.update(np.asarray(self.dev.labels).tobytes())
+        return h.hexdigest()[:16]
+
+
+def build_context(config: StudyConfig, *, cache_dir: Path | None) -> EvalContext:
+    """Prepare (or load) the fine-tuned model and tokenize the study's dev rows."""
+    spec = task_spec(config.task)
+    source = resolve_model_source(config.model.name)
+    glue_dir = resolve_glue_dir(config.data.glue_dir)
+    prepared = prepare_model(
+        model_source=source, task=spec.name, glue_dir=glue_dir,
+        max_seq_length=config.model.max_seq_length, finetune=config.finetune,
+    )
+    tokenizer = load_tokenizer(source)
+    dev = encode_dataset(load_glue(spec.name, "dev", glue_dir=glue_dir), tokenizer,
+                         max_length=config.model.max_seq_length)
+    if config.data.dev_subset is not None and config.data.dev_subset < len(dev):
+        rng = np.random.default_rng(config.data.seed)
+        dev = dev.subset(np.sort(rng.choice(len(dev), config.data.dev_subset, replace=False)))
+    ctx = EvalContext(
+        task=spec.name, model=prepared.model, prepared_key=prepared.info.key, dev=dev,
+        pad_id=tokenizer.pad_token_id or 0,
+        shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
+        baseline_points=0.0, cache_dir=cache_dir,
+    )
+    uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
+    ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
+    return ctx
+
+
+def _cache_key(ctx: EvalContext, spec: CompressionSpec) -> str:
+    blob = json.dumps(
+        {"v": EVAL_VERSION, "prepared": ctx.prepared_key, "dev": ctx.dev_key, **spec.as_dict()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def layer_logits(ctx: EvalContext, spec: CompressionSpec) -> tuple[torch.Tensor, bool]:
+    """Per-layer dev logits ``[layers, rows, labels]`` of the compressed model; cached."""
+    key = _cache_key(ctx, spec)
+    if key in ctx._memory:
+        return ctx._memory[key], True
+    path = ctx.cache_dir / f"{key}.npz" if ctx.cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            logits = torch.from_numpy(data["logits"])
+        hit = True
+    else:
+        compressed, _ = compress(ctx.model, spec)
+        logits = dev_layer_logits(compressed, ctx.dev, pad_id=ctx.pad_id)
+        if path is not None:
+            _atomic_save(path, {"logits": logits.numpy()})
+        hit = False
+    ctx._memory[key] = logits
+    return logits, hit
+
+
+def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
+    """Metrics of one design point given every knob's value (see ``StudyConfig.knob_values``)."""
+    start = time.perf_counter()
+    spec = CompressionSpec.from_knobs(knobs)
+    logits, hit = layer_logits(ctx, spec)
+    exit_logits, exit_layers = simulate_early_exit(logits, float(knobs["exit_threshold"]))
+    points = 100 * main_metric(ctx.task, predictions(exit_logits), ctx.dev.labels)
+
+    profile = CompressionProfile(
+        encoder_density=1.0 - spec.encoder_pruning,
+        embedding_density=1.0 - spec.embedding_pruning,
+        weight_bits=spec.weight_bits,
+        weight_exp_bits=spec.weight_exp_bits,
+        attention_span=None if spec.attention_span >= 512 else spec.attention_span,
+    )
+    hardware = HardwareConfig(
+        vmac_lanes=int(knobs["vmac_lanes"]), vector_size=int(knobs["vector_size"]),
+        sram_kb=float(knobs["sram_kb"]), envm_cell=str(knobs["envm_cell"]),
+        voltage_v=float(knobs["voltage_v"]),
+    )
+    hw = evaluate_hardware(
+        ctx.shape, tokens=ctx.dev.lengths, exit_layers=exit_layers.numpy(),
+        compression=profile, hardware=hardware,
+    )
+    if not hw.valid:
+        raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
+    metrics = {
+        "accuracy": points,
+        "accuracy_drop": ctx.baseline_points - points,
+        "energy_uj": float(hw.mean_energy_uj),
+        "latency_ms": float(hw.mean_latency_ms),
+        "p95_latency_ms": float(hw.p95_latency_ms),
+        "area_mm2": float(hw.area_mm2),
+        "memory_mb": float(hw.memory_bytes) / 1e6,
+        "avg_exit_layer": float(exit_layers.float().mean()),
+    }
+    attrs = {
+        "energy_breakdown_uj": {k: float(np.mean(v)) / 1e6 for k, v in hw.energy_breakdown_pj.items()},
+        "weights_fit_in_sram": bool(hw.weights_fit_in_sram),
+        "exit_layer_histogram": np.bincount(exit_layers.numpy(), minlength=ctx.shape.num_layers + 1)[1:].tolist(),
+        "eval_key": _cache_key(ctx, spec),
+    }
+    return TrialOutcome(metrics, attrs, hit, time.perf_counter() - start)
+
+
+class InvalidDesign(ValueError):
+    """The hardware model rejects the design (e.g. an eNVM configuration a source marks invalid)."""

@@ -1,0 +1,263 @@
+"""Model preparation: two-stage off-ramp fine-tuning, cached on disk by a content hash.
+
+Stage 1 (EdgeBERT/DeeBERT) trains the backbone and the final classifier. Stage 2 trains only
+the off-ramps; because the backbone is frozen then, it runs on [CLS] features computed once,
+which turns minutes of forward passes into seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+
+from dse.config import FinetuneConfig
+from dse.data import load_glue, task_spec
+from dse.metrics import main_metric
+from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
+from dse.modeling.early_exit import EarlyExitModel
+from dse.modeling.loading import load_backbone, load_tokenizer
+
+__all__ = ["PREPARE_VERSION", "PreparedModel", "cache_root", "load_prepared", "prepare_model"]
+
+PREPARE_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedInfo:
+    key: str
+    task: str
+    model_source: str
+    num_labels: int
+    train_rows: int
+    baseline_dev_metric: float  # the task's main metric on the full dev set, final layer (0-1)
+    baseline_dev_metric_by_layer: list[float]
+    stage1_seconds: float
+    stage2_seconds: float
+
+
+@dataclass
+class PreparedModel:
+    model: EarlyExitModel
+    info: PreparedInfo
+    path: Path
+
+
+def cache_root() -> Path:
+    """Where prepared checkpoints live: ``$DSE_CACHE_DIR`` or ``~/.cache/edgebert-dse``."""
+    return Path(os.environ.get("DSE_CACHE_DIR") or Path.home() / ".cache" / "edgebert-dse")
+
+
+def _fingerprint_folder(path: Path) -> str:
+    """Model identity: config.json content plus the name and size of every file."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                h.update(f"{f.relative_to(path)}:{f.stat().st_size};".encode())
+        h.update((path / "config.json").read_bytes())
+    else:  # a hub name
+        h.update(str(path).encode())
+    return h.hexdigest()
+
+
+def _fingerprint_data(ds) -> str:  # noqa: ANN001 - datasets.Dataset
+    return hashlib.sha256(ds.data.table.to_pandas().to_csv(index=False).encode()).hexdigest()
+
+
+def preparation_key(*, model_source: str, task: str, max_seq_length: int, finetune: FinetuneConfig,
+                    train_fingerprint: str, dev_fingerprint: str) -> str:
+    blob = json.dumps(
+        {
+            "v": PREPARE_VERSION,
+            "model": _fingerprint_folder(Path(model_source)),
+            "task": task,
+            "max_seq_length": max_seq_length,
+            "finetune": finetune.model_dump(mode="json"),
+            "train": train_fingerprint,
+            "dev": dev_fingerprint,
+            "torch": torch.__version__.split("+")[0],
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _train_subset(enc: EncodedSet, texts: list[str], cfg: FinetuneConfig) -> EncodedSet:
+    rows = np.arange(len(enc))
+    if cfg.min_words:
+        rows = rows[np.array([len(t.split()) >= cfg.min_words for t in texts], dtype=bool)]
+    if cfg.train_subset is not None and cfg.train_subset < len(rows):
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.train_subset, replace=False))
+    return enc.subset(rows)
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    if num_labels == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.float())
+    return F.cross_entropy(logits, labels.long())
+
+
+def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_id: int) -> None:
+    last = model.num_layers - 1
+    params = [
+        p for n, p in model.named_parameters()
+        if not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}.")
+    ]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
+    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    total = max(1, round(steps_per_epoch * cfg.epochs))
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / total)
+    )
+    model.train()
+    step, epoch = 0, 0
+    while step < total:
+        for batch in iter_batches(train, batch_size=cfg.batch_size, pad_id=pad_id,
+                                  shuffle_seed=cfg.seed + epoch):
+            logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            loss = _loss(logits, batch.labels, model.num_labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 50 == 0:
+                log.info("stage 1: step %d/%d loss %.4f", step, total, loss.item())
+            if step >= total:
+                break
+        epoch += 1
+
+
+@torch.inference_mode()
+def _features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
+    """[CLS] vectors after every layer, ``[layers, rows, hidden]`` in dataset order."""
+    model.eval()
+    out = torch.empty(model.num_layers, len(enc), model.config.hidden_size)
+    for batch in iter_batches(enc, batch_size=64, pad_id=pad_id):
+        out[:, torch.as_tensor(batch.rows)] = model.cls_features(
+            batch.input_ids, batch.attention_mask, batch.token_type_ids
+        )
+    return out
+
+
+def _stage2(model: EarlyExitModel, feats: torch.Tensor, labels: torch.Tensor, cfg: FinetuneConfig) -> None:
+    ramps = model.off_ramps[:-1]
+    if len(ramps) == 0:
+        return
+    opt = torch.optim.AdamW(ramps.parameters(), lr=cfg.offramp_learning_rate, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ramps.train()
+    for _ in range(cfg.offramp_epochs):
+        for idx in torch.randperm(feats.shape[1], generator=gen).split(128):
+            loss = sum(_loss(ramp(feats[i, idx]), labels[idx], model.num_labels)
+                       for i, ramp in enumerate(ramps))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+@torch.inference_mode()
+def dev_layer_logits(model: EarlyExitModel, enc: EncodedSet, *, pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """Every off-ramp's logits for every row: ``[layers, rows, labels]`` in dataset order."""
+    model.eval()
+    out = torch.empty(model.num_layers, len(enc), model.num_labels)
+    for batch in iter_batches(enc, batch_size=batch_size, pad_id=pad_id):
+        out[:, torch.as_tensor(batch.rows)] = model(
+            batch.input_ids, batch.attention_mask, batch.token_type_ids
+        ).float()
+    return out
+
+
+def predictions(logits: torch.Tensor) -> np.ndarray:
+    """Class ids (or regression values for one-label tasks) from ``[..., labels]`` logits."""
+    return (logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1)).numpy()
+
+
+def _save(model: EarlyExitModel, info: PreparedInfo, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.backbone.save_pretrained(tmp / "backbone")
+        safetensors.torch.save_file(
+            {k: v.contiguous() for k, v in model.off_ramps.state_dict().items()},
+            str(tmp / "off_ramps.safetensors"),
+        )
+        (tmp / "info.json").write_text(json.dumps(asdict(info), indent=2))
+        os.replace(tmp, target)  # atomic: a half-written checkpoint is never visible
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_prepared(path: Path) -> PreparedModel:
+    info = PreparedInfo(**json.loads((path / "info.json").read_text()))
+    model = EarlyExitModel(load_backbone(str(path / "backbone")), info.num_labels)
+    model.off_ramps.load_state_dict(safetensors.torch.load_file(str(path / "off_ramps.safetensors")))
+    model.eval()
+    return PreparedModel(model, info, path)
+
+
+def prepare_model(
+    *,
+    model_source: str,
+    task: str,
+    glue_dir: Path | None,
+    max_seq_length: int,
+    finetune: FinetuneConfig,
+    cache_dir: Path | None = None,
+) -> PreparedModel:
+    """Fine-tuned early-exit model for ``task``; trained once, then loaded from the cache."""
+    spec = task_spec(task)
+    train_ds = load_glue(spec.name, "train", glue_dir=glue_dir)
+    dev_ds = load_glue(spec.name, "dev", glue_dir=glue_dir)
+    key = preparation_key(
+        model_source=model_source, task=spec.name, max_seq_length=max_seq_length,
+        finetune=finetune, train_fingerprint=_fingerprint_data(train_ds),
+        dev_fingerprint=_fingerprint_data(dev_ds),
+    )
+    target = (cache_dir or cache_root()) / "prepared" / f"{spec.name}-{key}"
+    if (target / "info.json").is_file():
+        log.info("prepared model found in cache: %s", target)
+        return load_prepared(target)
+
+    torch.manual_seed(finetune.seed)
+    tokenizer = load_tokenizer(model_source)
+    pad_id = tokenizer.pad_token_id or 0
+    train_all = encode_dataset(train_ds, tokenizer, max_length=finetune.max_train_seq_length)
+    train = _train_subset(train_all, train_ds.data.column("text_a").to_pylist(), finetune)
+    model = EarlyExitModel(load_backbone(model_source), spec.num_labels)
+
+    t0 = time.perf_counter()
+    _stage1(model, train, finetune, pad_id)
+    t1 = time.perf_counter()
+    _stage2(model, _features(model, train, pad_id), torch.as_tensor(train.labels), finetune)
+    t2 = time.perf_counter()
+
+    dev = encode_dataset(dev_ds, tokenizer, max_length=max_seq_length)
+    logits = dev_layer_logits(model, dev, pad_id=pad_id)
+    by_layer = [main_metric(spec.name, predictions(layer), dev.labels) for layer in logits]
+    info = PreparedInfo(
+        key=key, task=spec.name, model_source=model_source, num_labels=spec.num_labels,
+        train_rows=len(train), baseline_dev_metric=by_layer[-1],
+        baseline_dev_metric_by_layer=by_layer, stage1_seconds=round(t1 - t0, 1),
+        stage2_seconds=round(t2 - t1, 1),
+    )
+    _save(model, info, target)
+    log.info("prepared %s: dev %s %.4f (stage 1 %.0f s, stage 2 %.1f s)",
+             spec.name, spec.main_metric, info.baseline_dev_metric, t1 - t0, t2 - t1)
+    return PreparedModel(model, info, target)

@@ -1,0 +1,311 @@
+"""EdgeBERT-style accelerator cost model: cycles, energy per stage, storage, leakage and area.
+
+Everything is vectorised: design parameters are arrays of shape [n_designs, 1] and token counts
+arrays of shape [n_designs, n_sentences]; all results broadcast to that shape.  Energies here are
+at the design's node and the 0.8 V reference; ``evaluate`` applies the operating voltage.
+
+Matmul (N0 x M).(M x N1) on L lanes of V-wide vector MACs (hw-constants §7.2):
+    cycles  = V * ceil(N0/V) * ceil(M/V) * ceil(N1/L) / u_pipe + 3V          (u_pipe = 1 double-
+              buffered, 1/3 otherwise; zero skipping multiplies weight matmuls by
+              min(1, max(d, 1/L) * 1.2))
+    MAC energy = MACs * [d + (1-d) * 0.04] * E_MAC     (clock gating; zero skipping: MACs * d * E_MAC)
+    SRAM reads R_A = N0*M*ceil(N1/L) activations, R_W = M*N1*ceil(N0/V) weights, writes W_O = N0*N1
+    E_sram = (R_A*n_a + R_W*b_w)/64 * E_rd(C) + R_W/64 * E_rd(C/8)[mask] + W_O*n_a/64 * E_wr(C)
+    stored weight bits per element b_w = d*n_w + 3/V (bitmask values + per-vector bias), +1 mask bit
+Weights that do not fit in SRAM stream from DRAM per executed layer, once per activation chunk:
+    DRAM bits = sum_matmul M*N1*(d*n_w + 1 + 3/V) * ceil(S*M*n_a / (8*C_bytes))   (+ dense off-ramp)
+Special functions run V elements/cycle: softmax (3 passes), LayerNorm (3), GELU, residual add,
+off-ramp tanh and entropy.  Embeddings are looked up in eNVM once per sentence (word, position and
+token-type rows, bitmask-compressed), 64*bits_per_cell bits per access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwmodels import compute, scaling, sram, techdata
+from hwmodels.design import DesignBatch
+from hwmodels.envm import ENVM_CELLS, MIB, envm_arrays, envm_cell
+from hwmodels.workload import ModelShape
+
+_GATED = techdata.number("compute", "mac_datapath", "clock_gated_mac_energy_fraction")
+_IMBALANCE = techdata.number("compute", "mac_datapath", "zero_skip_load_imbalance")
+_OVH_PJ = techdata.number("compute", "system_calibration_12nm_0v8", "overhead_pj_per_mac_slot_cycle")
+_SFU_PJ = techdata.number("compute", "system_calibration_12nm_0v8", "sfu_pj_per_element_pass")
+_PASSES = {k: techdata.number("compute", "sfu_passes_per_element", k)
+           for k in ("softmax", "layernorm", "gelu", "residual_add", "tanh", "entropy")}
+_PE_OVERHEAD = techdata.number("compute", "operator_area", "pe_array_overhead_factor")
+_FILL_PER_V = techdata.number("accelerator", "pipeline", "fill_cycles_per_vector")
+_U_SINGLE = techdata.number("accelerator", "pipeline", "single_buffered_utilisation")
+_BIAS_BITS_PER_VECTOR = techdata.number("accelerator", "adaptivfloat_hw", "bias_bits_per_vector")
+_AUX_ENTRIES = techdata.number("accelerator", "edgebert_buffers", "aux_buffer_entries_per_bank")
+_MASK_BITS_PER_BYTE = techdata.number("accelerator", "edgebert_buffers", "mask_bits_per_data_byte")
+_LOGIC_LEAK_MW_PER_MM2 = techdata.number("accelerator", "leakage", "logic_leakage_mw_per_mm2")
+_ENVM_BANKS = techdata.number("accelerator", "envm_interface", "banks")
+_K_OVH = techdata.number("accelerator", "area_12nm", "chip_overhead_factor")
+_SFU_AREA = techdata.number("accelerator", "area_12nm", "sfu_area_mm2")
+_LDO_AREA = techdata.number("accelerator", "area_12nm", "ldo_area_mm2")
+_ADPLL_AREA = techdata.number("accelerator", "area_12nm", "adpll_area_mm2")
+_DRAM_PJ_PER_BIT = techdata.number("dram", "lpddr4", "energy_pj_per_bit")
+_DRAM_BYTES_PER_NS = techdata.number("dram", "lpddr4", "bandwidth_gb_per_s")  # GB/s == bytes/ns
+_DRAM_FIRST_NS = techdata.number("dram", "lpddr4", "first_access_latency_ns")
+
+ENERGY_KEYS = ("mac", "sram", "envm", "dram", "leakage", "sfu", "overhead")
+AREA_KEYS = ("pe_array", "sram", "envm", "sfu", "ldo_adpll", "overhead")
+
+
+def ceil_div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """ceil(a / b) for positive numbers (float arrays)."""
+    return np.ceil(np.asarray(a, dtype=float) / b)
+
+
+def matmul_cycles(n0, m, n1, lanes, vector) -> np.ndarray:
+    """Ideal cycles of (n0 x m).(m x n1): V * ceil(n0/V) * ceil(m/V) * ceil(n1/L) (u_pipe = 1, no fill)."""
+    return vector * ceil_div(n0, vector) * ceil_div(m, vector) * ceil_div(n1, lanes)
+
+
+def matmul_sram_accesses(n0, m, n1, lanes, vector) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(activation reads R_A, weight reads R_W, output writes W_O) in elements."""
+    r_a = np.asarray(n0, dtype=float) * m * ceil_div(n1, lanes)
+    r_w = np.asarray(m, dtype=float) * n1 * ceil_div(n0, vector)
+    w_o = np.asarray(n0, dtype=float) * n1
+    return r_a, r_w, w_o
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Cost of one stage (one encoder layer, or the once-per-sentence prologue) at 0.8 V."""
+
+    mm_cycles: np.ndarray       # matmul cycles incl. fill and 1/u_pipe (frequency-scaled)
+    sfu_cycles: np.ndarray      # special-function cycles (frequency-scaled)
+    dram_time_ns: np.ndarray    # weight streaming time (not frequency-scaled)
+    envm_time_ns: np.ndarray    # embedding fetch time (not frequency-scaled, never overlapped)
+    mac_pj: np.ndarray
+    sram_pj: np.ndarray
+    sfu_pj: np.ndarray
+    dram_pj: np.ndarray
+    envm_pj: np.ndarray
+
+    def time_ns(self, frequency_mhz: np.ndarray, double_buffered: np.ndarray) -> np.ndarray:
+        """max(mm, DRAM) + SFU (+ eNVM) if double-buffered, else the plain sum."""
+        mm_ns = self.mm_cycles * (1e3 / frequency_mhz)
+        sfu_ns = self.sfu_cycles * (1e3 / frequency_mhz)
+        overlapped = np.where(double_buffered, np.maximum(mm_ns, self.dram_time_ns), mm_ns + self.dram_time_ns)
+        return overlapped + sfu_ns + self.envm_time_ns
+
+    @property
+    def dynamic_pj(self) -> np.ndarray:
+        """Voltage-scaled (CV^2) part: MAC + SRAM + SFU."""
+        return self.mac_pj + self.sram_pj + self.sfu_pj
+
+
+@dataclass(frozen=True)
+class DesignStatic:
+    """Per-design quantities (arrays of shape [n_designs, 1])."""
+
+    macs_per_cycle: np.ndarray
+    mac_pj: np.ndarray                  # one active AF MAC at node / 0.8 V
+    overhead_pj_per_cycle: np.ndarray   # P * e_ovh at node / 0.8 V
+    leakage_mw: np.ndarray              # logic + SRAM leakage at 0.8 V
+    envm_leakage_mw: np.ndarray         # embedding array leakage while powered
+    envm_always_on: np.ndarray          # volatile store (SRAM) must stay powered
+    weight_storage_bytes: np.ndarray
+    embedding_storage_bytes: np.ndarray
+    weights_fit_in_sram: np.ndarray
+    sram_total_kb: np.ndarray
+    envm_read_pj_per_access: np.ndarray
+    envm_read_latency_ns: np.ndarray
+    envm_bits_per_access: np.ndarray
+    area_breakdown_mm2: dict[str, np.ndarray]
+    valid: np.ndarray
+    invalid_reason: list[str | None]
+
+    @property
+    def area_mm2(self) -> np.ndarray:
+        return sum(self.area_breakdown_mm2.values())
+
+
+def _col(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x)[:, None]
+
+
+def stored_weight_bits(density, weight_bits, vector) -> np.ndarray:
+    """Value bits per encoder weight element in bitmask encoding: d*n_w + 3/V (mask bit separate)."""
+    return density * weight_bits + _BIAS_BITS_PER_VECTOR / vector
+
+
+def design_static(shape: ModelShape, d: DesignBatch) -> DesignStatic:
+    """Storage, fit test, eNVM array, leakage and area for every design."""
+    lanes, vec = _col(d.vmac_lanes).astype(float), _col(d.vector_size).astype(float)
+    n_w, n_a, e_w = _col(d.weight_bits).astype(float), _col(d.activation_bits).astype(float), _col(d.weight_exp_bits)
+    node = _col(d.node_nm)
+    dens = _col(d.encoder_density)
+    sram_kb = _col(d.sram_kb)
+    s_e = scaling.node_energy_factor(node)
+
+    value_bits = stored_weight_bits(dens, n_w, vec)
+    enc_values_bits = shape.unique_encoder_weights * value_bits
+    enc_mask_bits = float(shape.unique_encoder_weights)
+    dense_bits = (shape.offramp_weights + shape.projection_weights) * n_w  # off-ramps, projection: not pruned
+    weight_bytes = (enc_values_bits + enc_mask_bits + dense_bits) / 8.0
+    data_buffer_bits = sram_kb * 8192.0
+    mask_buffer_bits = sram_kb * 1024.0 * _MASK_BITS_PER_BYTE
+    fits = (enc_values_bits + dense_bits <= data_buffer_bits) & (enc_mask_bits <= mask_buffer_bits)
+
+    emb_bytes = shape.embedding_entries * (_col(d.embedding_density) * n_w + 1.0) / 8.0
+    cells = envm_arrays(d.envm_cell_index, emb_bytes[:, 0] / MIB)
+
+    aux_kb = vec * _AUX_ENTRIES / 1024.0
+    sram_total_kb = sram_kb * (1.0 + _MASK_BITS_PER_BYTE / 8.0) + aux_kb
+
+    pe_mm2 = lanes * vec * compute.mac_area_um2("adaptivfloat", n_w, n_a, node) * _PE_OVERHEAD * 1e-6
+    area_factor = scaling.node_area_factor(node)
+    parts = {
+        "pe_array": pe_mm2,
+        "sram": sram.area_mm2(sram_total_kb, node),
+        "envm": _col(cells.area_mm2),  # eNVM stays at its own 22nm node
+        "sfu": _SFU_AREA * area_factor * np.ones_like(pe_mm2),
+        "ldo_adpll": (_LDO_AREA + _ADPLL_AREA) * area_factor * np.ones_like(pe_mm2),
+    }
+    parts["overhead"] = (_K_OVH - 1.0) * sum(parts.values())
+    logic_mm2_12nm = (parts["pe_array"] + parts["sfu"]) / area_factor
+    leak = _LOGIC_LEAK_MW_PER_MM2 * logic_mm2_12nm * s_e + sram.leakage_mw(
+        sram_total_kb, node, 0.8, np.where(np.isnan(_col(d.sram_leakage_nw_per_bit)), sram.LEAKAGE_NW_PER_BIT,
+                                           _col(d.sram_leakage_nw_per_bit)))
+
+    volatile = np.array([envm_cell(ENVM_CELLS[i]).volatile for i in d.envm_cell_index])
+    reasons: list[str | None] = []
+    for i, ok in enumerate(cells.valid):
+        reasons.append(None if ok else
+                       f"eNVM cell {ENVM_CELLS[d.envm_cell_index[i]]} has no valid array for "
+                       f"{cells.data_capacity_mb[i]:.2f} MiB of embeddings (source tool returned -1 above "
+                       f"{envm_cell(ENVM_CELLS[d.envm_cell_index[i]]).max_valid_capacity_mb:g} MiB)")
+    return DesignStatic(
+        macs_per_cycle=lanes * vec,
+        mac_pj=compute.mac_energy_pj("adaptivfloat", n_w, n_a, e_w, node, 0.8),
+        overhead_pj_per_cycle=lanes * vec * _OVH_PJ * s_e,
+        leakage_mw=leak,
+        envm_leakage_mw=_col(cells.leakage_mw),
+        envm_always_on=_col(volatile),
+        weight_storage_bytes=weight_bytes,
+        embedding_storage_bytes=emb_bytes,
+        weights_fit_in_sram=fits,
+        sram_total_kb=sram_total_kb,
+        envm_read_pj_per_access=_col(cells.read_energy_pj_per_access),
+        envm_read_latency_ns=_col(cells.read_latency_ns),
+        envm_bits_per_access=_col(np.array([envm_cell(ENVM_CELLS[i]).bits_per_access for i in d.envm_cell_index], dtype=float)),
+        area_breakdown_mm2=parts,
+        valid=cells.valid,
+        invalid_reason=reasons,
+    )
+
+
+class _Accumulator:
+    """Sums the per-matmul terms of a stage."""
+
+    def __init__(self, shape_: tuple[int, ...]) -> None:
+        zero = np.zeros(shape_)
+        self.mm_cycles, self.sfu_cycles, self.dram_bits, self.dram_streams = zero, zero, zero, zero
+        self.macs_eff, self.sram_pj, self.sfu_passes, self.sfu_sram_elems = zero, zero, zero, zero
+
+
+def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.ndarray) -> tuple[StageCost, StageCost]:
+    """(prologue, one encoder layer) costs for every (design, sentence); tokens is [n_d, n_s]."""
+    s = np.asarray(tokens, dtype=float)
+    lanes, vec = _col(d.vmac_lanes).astype(float), _col(d.vector_size).astype(float)
+    n_w, n_a = _col(d.weight_bits).astype(float), _col(d.activation_bits).astype(float)
+    node = _col(d.node_nm)
+    dens = _col(d.encoder_density)
+    skip = _col(d.zero_skipping)
+    u_pipe = np.where(_col(d.double_buffered), 1.0, _U_SINGLE)
+    sram_kb = _col(d.sram_kb)
+    fits = st.weights_fit_in_sram
+    c_bytes = sram_kb * 1024.0
+    e_rd_data = sram.read_energy_pj(sram_kb, 64, node)
+    e_wr_data = sram.write_energy_pj(sram_kb, 64, node)
+    e_rd_mask = sram.read_energy_pj(sram_kb * _MASK_BITS_PER_BYTE / 8.0, 64, node)
+    fill = _FILL_PER_V * vec
+    h, f_, e_, c_ = shape.hidden_size, shape.intermediate_size, shape.embedding_size, shape.num_labels
+    nh, dh = shape.num_heads, shape.head_dim
+    keys = np.minimum(s, _col(d.attention_span))
+    value_bits = stored_weight_bits(dens, n_w, vec)
+
+    def add_matmul(acc: _Accumulator, n0, m, n1, *, count: float = 1.0, kind: str) -> None:
+        """kind: 'sparse' (pruned encoder weights), 'dense' (unpruned weights), 'act' (both activations)."""
+        ideal = matmul_cycles(n0, m, n1, lanes, vec)
+        macs = np.asarray(n0, dtype=float) * m * n1
+        r_a, r_w, w_o = matmul_sram_accesses(n0, m, n1, lanes, vec)
+        if kind == "sparse":
+            cyc_factor = np.where(skip, np.minimum(1.0, np.maximum(dens, 1.0 / lanes) * _IMBALANCE), 1.0)
+            mac_factor = np.where(skip, dens, dens + (1.0 - dens) * _GATED)
+            w_bits, mask_bits, stream_bits = value_bits, 1.0, value_bits + 1.0
+        else:
+            cyc_factor, mac_factor, mask_bits = 1.0, 1.0, 0.0
+            w_bits = n_w if kind == "dense" else n_a
+            stream_bits = n_w
+        acc.mm_cycles = acc.mm_cycles + count * (ideal * cyc_factor / u_pipe + fill)
+        acc.macs_eff = acc.macs_eff + count * macs * mac_factor
+        acc.sram_pj = acc.sram_pj + count * ((r_a * n_a + r_w * w_bits) / 64.0 * e_rd_data
+                                             + r_w * mask_bits / 64.0 * e_rd_mask + w_o * n_a / 64.0 * e_wr_data)
+        if kind != "act":
+            # not fitting: re-stream the weights once per activation chunk that fits in the buffer,
+            # and write them into SRAM on arrival
+            chunks = ceil_div(np.asarray(n0, dtype=float) * m * n_a, 8.0 * c_bytes)
+            bits = np.where(fits, 0.0, count * m * n1 * stream_bits * chunks)
+            acc.dram_bits = acc.dram_bits + bits
+            acc.dram_streams = acc.dram_streams + np.where(fits, 0.0, count * chunks)
+            acc.sram_pj = acc.sram_pj + bits / 64.0 * e_wr_data
+
+    def add_sfu(acc: _Accumulator, elements, passes: float) -> None:
+        acc.sfu_passes = acc.sfu_passes + elements * passes
+        acc.sfu_sram_elems = acc.sfu_sram_elems + elements  # read once, write once per function
+
+    full = s.shape
+    layer = _Accumulator(full)
+    for _ in range(4):  # Q, K, V, attention-output projections
+        add_matmul(layer, s, h, h, kind="sparse")
+    add_matmul(layer, s, dh, keys, count=nh, kind="act")   # Q K^T per head
+    add_matmul(layer, s, keys, dh, count=nh, kind="act")   # A V per head
+    add_matmul(layer, s, h, f_, kind="sparse")             # FFN up
+    add_matmul(layer, s, f_, h, kind="sparse")             # FFN down
+    add_matmul(layer, 1.0, h, h, kind="dense")             # off-ramp pooler on [CLS]
+    add_matmul(layer, 1.0, h, c_, kind="dense")            # off-ramp classifier
+    add_sfu(layer, nh * s * keys, _PASSES["softmax"])
+    add_sfu(layer, 2.0 * s * h, _PASSES["layernorm"])
+    add_sfu(layer, s * f_, _PASSES["gelu"])
+    add_sfu(layer, 2.0 * s * h, _PASSES["residual_add"])
+    add_sfu(layer, float(h), _PASSES["tanh"])
+    add_sfu(layer, float(c_), _PASSES["entropy"])
+
+    pro = _Accumulator(full)
+    add_sfu(pro, 2.0 * s * e_, _PASSES["residual_add"])   # word + position + type sum
+    add_sfu(pro, s * e_, _PASSES["layernorm"])
+    if shape.has_embedding_projection:
+        add_matmul(pro, s, e_, h, kind="dense")
+
+    # eNVM embedding lookups: 3 rows of E entries per token, bitmask-compressed
+    row_bits = e_ * (_col(d.embedding_density) * n_w + 1.0)
+    envm_accesses = 3.0 * s * ceil_div(row_bits, st.envm_bits_per_access)
+    envm_pj = envm_accesses * st.envm_read_pj_per_access
+    envm_ns = envm_accesses * st.envm_read_latency_ns / _ENVM_BANKS
+    pro_sram_extra = 3.0 * s * e_ * n_a / 64.0 * e_wr_data  # looked-up rows land in the buffer
+
+    def finish(acc: _Accumulator, envm_pj_, envm_ns_, extra_sram) -> StageCost:
+        sfu_sram = acc.sfu_sram_elems * n_a / 64.0 * (e_rd_data + e_wr_data)
+        return StageCost(
+            mm_cycles=acc.mm_cycles,
+            sfu_cycles=acc.sfu_passes / vec,
+            dram_time_ns=acc.dram_bits / 8.0 / _DRAM_BYTES_PER_NS + acc.dram_streams * _DRAM_FIRST_NS,
+            envm_time_ns=np.broadcast_to(envm_ns_, full),
+            mac_pj=acc.macs_eff * st.mac_pj,
+            sram_pj=acc.sram_pj + sfu_sram + extra_sram,
+            sfu_pj=acc.sfu_passes * _SFU_PJ * scaling.node_energy_factor(node),
+            dram_pj=acc.dram_bits * _DRAM_PJ_PER_BIT,
+            envm_pj=np.broadcast_to(envm_pj_, full),
+        )
+
+    zero = np.zeros(full)
+    return finish(pro, envm_pj, envm_ns, pro_sram_extra), finish(layer, zero, zero, 0.0)
+

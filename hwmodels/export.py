@@ -1,0 +1,112 @@
+"""Export a design in the vocabulary of EdgeBERT's accelerator configuration (harvard-acc/EdgeBERT Spec.h, Dvfs.h).
+
+Buffers: input buffer = V banks x (sram_kb*1024/V) 8-bit entries (64 KiB -> 16 x 4096); mask buffer
+= one bit per input entry in V-bit words (4096 x 16 bit); aux buffer = V banks x 256 entries.
+AdaptivFloat per-tensor bias (3-bit, offset -10): value = 2^(exp + bias - 10) * (1 + man/2^m), so the
+top exponent (2^e - 1) lands on floor(log2(max|x|)) when bias = E_max - (2^e - 1) + 10, clipped to 0..7.
+DVFS LUT: one row per exit-predictor entropy bin -> (predicted exit layer, V*, f*) for a sentence of
+``design_tokens`` tokens, with our own codes: LDO code = 25 mV grid index from 0.50 V, DCO code =
+round(63 * f/f_max) (the silicon's code->V/f calibration is not public [U]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hwmodels import dvfs, techdata
+from hwmodels.config import CompressionProfile, HardwareConfig
+from hwmodels.design import DesignBatch
+from hwmodels.dvfs import ExitPredictor
+from hwmodels.envm import MIB, envm_cell
+from hwmodels.evaluate import evaluate_hardware_batch
+from hwmodels.workload import ModelShape
+
+BIAS_BITS = int(techdata.value("accelerator", "adaptivfloat_hw", "bias_bits"))
+EXP_OFFSET = int(techdata.value("accelerator", "adaptivfloat_hw", "exponent_offset"))
+_INPUT_ENTRIES = int(techdata.value("accelerator", "edgebert_buffers", "input_buffer_entries_per_bank"))
+_AUX_ENTRIES = int(techdata.value("accelerator", "edgebert_buffers", "aux_buffer_entries_per_bank"))
+_FRAC_BITS = int(techdata.value("dvfs", "controller", "entropy_fraction_bits"))
+_LDO_BITS = int(techdata.value("dvfs", "controller", "ldo_code_bits"))
+_DCO_BITS = int(techdata.value("dvfs", "controller", "dco_code_bits"))
+
+
+def adaptivfloat_bias(max_abs: float, exp_bits: int, bias_bits: int = BIAS_BITS, offset: int = EXP_OFFSET) -> int:
+    """Per-tensor AdaptivFloat bias: floor(log2(max_abs)) - (2^e - 1) - offset, clipped to the bias field."""
+    if not max_abs > 0 or not np.isfinite(max_abs):
+        raise ValueError(f"tensor max |x| must be a positive finite number, got {max_abs}")
+    e_max = int(np.floor(np.log2(max_abs)))
+    return int(np.clip(e_max - (2 ** exp_bits - 1) - offset, 0, 2 ** bias_bits - 1))
+
+
+def accelerator_parameter_file(hardware: HardwareConfig, compression: CompressionProfile, shape: ModelShape,
+                               exit_predictor: ExitPredictor | None = None, *, design_tokens: int | None = None,
+                               tensor_max_abs: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Parameters of one design for EdgeBERT's accelerator (see module docstring)."""
+    v = hardware.vector_size
+    input_bytes = hardware.sram_kb * 1024.0
+    entries_per_bank = int(input_bytes // v)
+    mask_words = int(round(input_bytes / v))  # one mask bit per 8-bit entry, V bits per word
+    tokens = min(128, shape.max_positions) if design_tokens is None else int(design_tokens)
+    if not 1 <= tokens <= shape.max_positions:
+        raise ValueError(f"design_tokens must be within 1..{shape.max_positions}, got {tokens}")
+
+    def af(bits: int, exp_bits: int) -> dict[str, int]:
+        return {"word_bits": bits, "exp_bits": exp_bits, "mantissa_bits": bits - exp_bits - 1,
+                "bias_bits": BIAS_BITS, "exponent_offset": EXP_OFFSET}
+
+    act_exp = min(compression.weight_exp_bits, compression.activation_bits - 1)
+    biases = {name: adaptivfloat_bias(m, compression.weight_exp_bits) for name, m in (tensor_max_abs or {}).items()}
+    cell = envm_cell(hardware.envm_cell)
+    emb_bytes = shape.embedding_entries * (compression.embedding_density * compression.weight_bits + 1) / 8.0
+
+    lut: list[dict[str, Any]] = []
+    if exit_predictor is not None:
+        if exit_predictor.n_bins > dvfs.LUT_BINS:
+            raise ValueError(f"exit predictor has {exit_predictor.n_bins} bins; the DVFS LUT holds {dvfs.LUT_BINS}")
+        layers = np.minimum(exit_predictor.exit_layer_per_bin, shape.num_layers)
+        result = evaluate_hardware_batch(shape, tokens=np.full(layers.size, tokens), exit_layers=layers,
+                                         designs=DesignBatch.from_configs(compression, hardware))
+        grid, f_grid = dvfs.voltage_frequency_points()
+        edges = np.concatenate([[-np.inf], exit_predictor.inner_edges, [np.inf]])
+        for k in range(layers.size):
+            volt = float(result.voltage_v[0, k])
+            freq = float(result.frequency_mhz[0, k])
+            hi = edges[k + 1]
+            lut.append({
+                "bin": k, "entropy_low": max(0.0, float(edges[k])),  # entropy is >= 0
+                "entropy_high": float(hi) if np.isfinite(hi) else None,
+                "entropy_high_q6_10": None if not np.isfinite(hi) else int(np.clip(round(hi * 2 ** _FRAC_BITS), 0, 2 ** 16 - 1)),
+                "predicted_exit_layer": int(layers[k]), "voltage_v": volt, "frequency_mhz": freq,
+                "ldo_code": int(np.clip(round((volt - dvfs.V_MIN_V) / dvfs.V_STEP_V), 0, 2 ** _LDO_BITS - 1)),
+                "dco_code": int(np.clip(round((2 ** _DCO_BITS - 1) * freq / f_grid.max()), 0, 2 ** _DCO_BITS - 1)),
+            })
+    return {
+        "vector_size": v,
+        "vmac_lanes": hardware.vmac_lanes,
+        "macs_per_cycle": hardware.vmac_lanes * v,
+        "double_buffered": hardware.double_buffered,
+        "zero_skipping": hardware.zero_skipping,
+        "buffers": {
+            "input_buffer": {"banks": v, "entries_per_bank": entries_per_bank, "word_bits": 8},
+            "mask_buffer": {"entries": mask_words, "word_bits": v},
+            "aux_buffer": {"banks": v, "entries_per_bank": _AUX_ENTRIES, "word_bits": 8},
+            "edgebert_reference": {"input_entries_per_bank": _INPUT_ENTRIES, "aux_entries_per_bank": _AUX_ENTRIES},
+        },
+        "adaptivfloat": {
+            "weight": af(compression.weight_bits, compression.weight_exp_bits),
+            "activation": af(compression.activation_bits, act_exp),
+            "accumulator_bits": int(max(16, 2 * max(compression.weight_bits, compression.activation_bits))),
+            "per_tensor_bias": biases,
+        },
+        "sparsity": {"encoding": "bitmask", "encoder_density": compression.encoder_density,
+                     "embedding_density": compression.embedding_density},
+        "attention_span": compression.attention_span,
+        "envm": {"cell": cell.name, "bits_per_cell": cell.bits_per_cell,
+                 "embedding_bytes": emb_bytes, "embedding_mib": emb_bytes / MIB},
+        "dvfs": {"enabled": hardware.dvfs, "latency_target_ms": hardware.latency_target_ms,
+                 "nominal_voltage_v": hardware.voltage_v, "switch_time_us": dvfs.SWITCH_TIME_NS / 1e3,
+                 "design_tokens": tokens, "entropy_fraction_bits": _FRAC_BITS, "lut": lut},
+    }

@@ -1,0 +1,104 @@
+"""Transformer shape as seen by the accelerator (BERT / ALBERT encoders with per-layer off-ramps).
+
+Per encoder layer with S tokens, hidden H, FFN width F, attended keys S' = min(S, span):
+    Q, K, V, O projections   4 x (S x H) . (H x H)         4*S*H^2 MACs
+    QK^T, AV (all heads)     2 x S*S'*H                     MACs
+    FFN                      (S x H).(H x F), (S x F).(F x H)  2*S*H*F MACs
+    off-ramp on [CLS]        pooler H*H + classifier H*C    MACs
+ALBERT adds the embedding projection (S x E).(E x H) once per sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Dimensions of a BERT-family encoder classifier."""
+
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    embedding_size: int  # = hidden_size for BERT; 128 for ALBERT
+    vocab_size: int
+    max_positions: int
+    type_vocab_size: int
+    num_labels: int
+    shared_layers: bool  # ALBERT shares one layer's weights across all layers
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads", "embedding_size",
+                     "vocab_size", "max_positions", "type_vocab_size", "num_labels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ModelShape.{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    @classmethod
+    def from_hf_config(cls, config: Any, num_labels: int) -> "ModelShape":
+        """Read a transformers BertConfig/AlbertConfig (duck-typed attributes)."""
+        is_albert = getattr(config, "model_type", None) == "albert" and hasattr(config, "embedding_size")
+        hidden = int(config.hidden_size)
+        return cls(
+            num_layers=int(config.num_hidden_layers),
+            hidden_size=hidden,
+            intermediate_size=int(config.intermediate_size),
+            num_heads=int(config.num_attention_heads),
+            embedding_size=int(config.embedding_size) if is_albert else hidden,
+            vocab_size=int(config.vocab_size),
+            max_positions=int(config.max_position_embeddings),
+            type_vocab_size=int(getattr(config, "type_vocab_size", 2)),
+            num_labels=int(num_labels),
+            shared_layers=is_albert,
+        )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def has_embedding_projection(self) -> bool:
+        """ALBERT-style factorised embeddings need an E -> H projection."""
+        return self.embedding_size != self.hidden_size
+
+    @property
+    def encoder_weights_per_layer(self) -> int:
+        """Prunable matmul weights of one layer: 4*H^2 + 2*H*F (biases and LayerNorm not counted)."""
+        h, f = self.hidden_size, self.intermediate_size
+        return 4 * h * h + 2 * h * f
+
+    @property
+    def unique_encoder_layers(self) -> int:
+        return 1 if self.shared_layers else self.num_layers
+
+    @property
+    def unique_encoder_weights(self) -> int:
+        return self.encoder_weights_per_layer * self.unique_encoder_layers
+
+    @property
+    def embedding_entries(self) -> int:
+        """(vocab + positions + token types) * E table entries."""
+        return (self.vocab_size + self.max_positions + self.type_vocab_size) * self.embedding_size
+
+    @property
+    def projection_weights(self) -> int:
+        return self.embedding_size * self.hidden_size if self.has_embedding_projection else 0
+
+    @property
+    def offramp_weights_per_layer(self) -> int:
+        """Pooler H*H + classifier H*C of one off-ramp (one per layer, EdgeBERT highways)."""
+        return self.hidden_size * self.hidden_size + self.hidden_size * self.num_labels
+
+    @property
+    def offramp_weights(self) -> int:
+        return self.offramp_weights_per_layer * self.num_layers
+
+    def encoder_macs_per_layer(self, tokens: int, attention_span: int | None = None) -> int:
+        """MACs of one encoder layer (no off-ramp) for ``tokens`` tokens."""
+        s, h, f = tokens, self.hidden_size, self.intermediate_size
+        keys = s if attention_span is None else min(s, attention_span)
+        return 4 * s * h * h + 2 * s * keys * h + 2 * s * h * f

@@ -1,0 +1,131 @@
+"""Cycle, traffic, storage and area equations of the accelerator model (hw-constants §7.2, §7.3, §7.6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwmodels import CompressionProfile, DesignBatch, HardwareConfig, ModelShape
+from hwmodels.accelerator import design_static, matmul_cycles, matmul_sram_accesses, stage_costs
+
+
+def _layer(shape: ModelShape, tokens: int, comp: CompressionProfile | None = None, hw: HardwareConfig | None = None):
+    designs = DesignBatch.from_configs(comp or CompressionProfile(), hw or HardwareConfig())
+    static = design_static(shape, designs)
+    prologue, layer = stage_costs(shape, designs, static, np.array([[tokens]]))
+    return static, prologue, layer
+
+
+def test_matmul_cycles_hand_cases() -> None:
+    # full tiles: 16 * (128/16) * (768/16) * (768/16) = 16*8*48*48 = 294,912 = 128*768*768/256
+    assert matmul_cycles(128, 768, 768, 16, 16) == 294_912
+    # ragged: N0=20 -> ceil(20/16)=2 row blocks, M=17 -> 2, N1=33 lanes=16 -> 3: 16*2*2*3 = 192 cycles
+    assert matmul_cycles(20, 17, 33, 16, 16) == 192
+
+
+def test_sram_access_counts_hand_case() -> None:
+    # R_A = 128*768*ceil(768/16) = 4,718,592 ; R_W = 768*768*ceil(128/16) = 4,718,592 ; W_O = 128*768 = 98,304
+    r_a, r_w, w_o = matmul_sram_accesses(128, 768, 768, 16, 16)
+    assert (r_a, r_w, w_o) == (4_718_592, 4_718_592, 98_304)
+
+
+@pytest.mark.validation
+def test_validation_v3_timeloop_eyeriss_reference() -> None:
+    # Eyeriss-like layer C=128, M=256, P=Q=56, R=S=3 on 168 PEs = 12 x 14 (utilisation 1.00):
+    # as a matmul N0 = M*P*R = 43,008, K = C*S = 384, N1 = Q = 56 -> 12 * 3584 * 32 * 4 = 5,505,024 cycles
+    macs = 128 * 256 * 56 * 56 * 3 * 3
+    assert macs == 924_844_032
+    cycles = matmul_cycles(256 * 56 * 3, 128 * 3, 56, lanes=14, vector=12)
+    assert cycles == 5_505_024 == macs // 168
+    # energy = sum of per-MAC action energies; DRAM = 3,883,008 words x 16 bit x 8 pJ/bit (our LPDDR4 constant)
+    from hwmodels import techdata
+    dram_pj = 3_883_008 * 16 * techdata.number("dram", "lpddr4", "energy_pj_per_bit")
+    per_mac_pj = {"mac": 2.20, "weight_spad": 1.61, "psum_spad": 0.52, "ifmap_spad": 0.24, "glb": 0.71}
+    total_uj = (macs * sum(per_mac_pj.values()) + dram_pj) * 1e-6
+    assert dram_pj / macs == pytest.approx(0.54, rel=0.01)
+    assert total_uj == pytest.approx(5382.31, rel=0.01)
+
+
+@pytest.mark.validation
+def test_validation_v7_albert_dense_latency(albert_base: ModelShape) -> None:
+    # 12 layers x 931,135,488 MACs / 256 MAC/cycle = 43,646,976 cycles = 43.6 ms at 1 GHz (u_pipe = 1)
+    s, h, f, nh, dh = 128, 768, 3072, 12, 64
+    per_layer = (4 * matmul_cycles(s, h, h, 16, 16) + nh * matmul_cycles(s, dh, s, 16, 16)
+                 + nh * matmul_cycles(s, s, dh, 16, 16) + matmul_cycles(s, h, f, 16, 16) + matmul_cycles(s, f, h, 16, 16))
+    assert 12 * per_layer == 43_646_976
+    assert 12 * per_layer / 1e9 * 1e3 == pytest.approx(43.6, abs=0.05)
+    # the model's layer adds off-ramp pooler 16*1*48*48 = 36,864, classifier 16*1*48*1 = 768 and
+    # fill 3*16 = 48 cycles on each of 32 matmuls (4 proj + 2x12 heads + 2 FFN + 2 off-ramp) = 1,536
+    _, _, layer = _layer(albert_base, 128)
+    assert layer.mm_cycles[0, 0] == per_layer + 36_864 + 768 + 1_536
+
+
+def test_sparsity_gates_energy_not_cycles(albert_base: ModelShape) -> None:
+    _, _, dense = _layer(albert_base, 128)
+    _, _, sparse = _layer(albert_base, 128, CompressionProfile(encoder_density=0.5))
+    assert sparse.mm_cycles[0, 0] == dense.mm_cycles[0, 0]
+    assert sparse.mac_pj[0, 0] < dense.mac_pj[0, 0]
+    # weight-matmul MACs 905,969,664 of 931,135,488 (+ off-ramp 591,360) are gated: factor 0.5 + 0.5*0.04 = 0.52
+    weight_macs = 4 * 128 * 768 ** 2 + 2 * 128 * 768 * 3072
+    other_macs = 2 * 128 * 128 * 768 + 768 * 768 + 768 * 2
+    expected = (weight_macs * 0.52 + other_macs) / (weight_macs + other_macs)
+    assert sparse.mac_pj[0, 0] / dense.mac_pj[0, 0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_zero_skipping_cuts_cycles(albert_base: ModelShape) -> None:
+    comp = CompressionProfile(encoder_density=0.5)
+    _, _, gated = _layer(albert_base, 128, comp)
+    _, _, skipped = _layer(albert_base, 128, comp, HardwareConfig(zero_skipping=True))
+    # weight matmuls x min(1, 0.5 * 1.2) = 0.6 ; attention, off-ramps unchanged
+    weight_cycles = (4 * 128 * 768 ** 2 + 2 * 128 * 768 * 3072) / 256
+    assert gated.mm_cycles[0, 0] - skipped.mm_cycles[0, 0] == pytest.approx(0.4 * weight_cycles)
+    assert skipped.mac_pj[0, 0] < gated.mac_pj[0, 0]
+
+
+def test_single_buffering_triples_matmul_cycles(albert_base: ModelShape) -> None:
+    _, _, db = _layer(albert_base, 128)
+    _, _, sb = _layer(albert_base, 128, hw=HardwareConfig(double_buffered=False))
+    fill = 32 * 48
+    assert (sb.mm_cycles[0, 0] - fill) == pytest.approx(3 * (db.mm_cycles[0, 0] - fill), rel=1e-6)
+
+
+def test_weight_storage_and_fit_hand_case(albert_base: ModelShape) -> None:
+    # values 7,077,888 * (8 + 3/16) + mask 7,077,888 + dense (12 off-ramps 7,096,320 + projection 98,304) * 8
+    # = 57,950,208 + 7,077,888 + 57,556,992 = 122,585,088 bits = 15,323,136 bytes
+    static, _, _ = _layer(albert_base, 128)
+    assert static.weight_storage_bytes[0, 0] == pytest.approx(15_323_136)
+    assert not static.weights_fit_in_sram[0, 0]
+    # value bits 115,507,200 -> need 14,100 KiB of data buffer; masks fit in 1/8 of it
+    big, _, _ = _layer(albert_base, 128, hw=HardwareConfig(sram_kb=14_100))
+    small, _, _ = _layer(albert_base, 128, hw=HardwareConfig(sram_kb=14_099))
+    assert big.weights_fit_in_sram[0, 0] and not small.weights_fit_in_sram[0, 0]
+
+
+def test_dram_streaming_only_when_weights_do_not_fit(albert_base: ModelShape) -> None:
+    _, _, streamed = _layer(albert_base, 128)
+    _, _, resident = _layer(albert_base, 128, hw=HardwareConfig(sram_kb=16_384))
+    assert resident.dram_pj[0, 0] == 0.0 and streamed.dram_pj[0, 0] > 0.0
+    # Q projection: 768*768 weights * (8 + 1 + 3/16) bits * ceil(128*768*8 / (8*65536)) = 2 chunks
+    q_bits = 768 * 768 * (8 + 1 + 3 / 16) * 2
+    assert streamed.dram_pj[0, 0] > 4 * q_bits * 8.0
+
+
+def test_embedding_fetch_hand_case(albert_base: ModelShape) -> None:
+    # row = 128 entries * (8 + 1) bits = 1152 bits; MLC2 access = 128 bits -> 9 accesses; 3 rows/token
+    # 128 tokens -> 3456 accesses; embeddings 3,905,792 * 9 / 8 = 4,394,016 B = 4.19 MiB
+    static, prologue, _ = _layer(albert_base, 128)
+    from hwmodels import envm_cell
+    arr = envm_cell("rram_mlc2").array(4_394_016 / 2 ** 20)
+    assert static.embedding_storage_bytes[0, 0] == pytest.approx(4_394_016)
+    assert prologue.envm_pj[0, 0] == pytest.approx(3456 * arr.read_energy_pj_per_access[0])
+    assert prologue.envm_time_ns[0, 0] == pytest.approx(3456 * arr.read_latency_ns[0])
+
+
+def test_area_breakdown(albert_base: ModelShape) -> None:
+    static, _, _ = _layer(albert_base, 128)
+    parts = {k: float(v[0, 0]) for k, v in static.area_breakdown_mm2.items()}
+    # PE array: 256 * 114.74 um2 * 2.5 = 0.0734 mm2 ; SRAM (64 + 8 + 4) KiB * 8192 * 0.06 um2 = 0.0374 mm2
+    assert parts["pe_array"] == pytest.approx(0.0734, rel=1e-2)
+    assert parts["sram"] == pytest.approx(0.0374, rel=1e-2)
+    assert parts["overhead"] == pytest.approx(0.3 * sum(v for k, v in parts.items() if k != "overhead"))
+    assert 0.5 < float(static.area_mm2[0, 0]) < 2.0

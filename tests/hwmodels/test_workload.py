@@ -1,0 +1,44 @@
+"""ModelShape counts (hw-constants §7.1)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from hwmodels import ModelShape
+
+
+def test_albert_base_counts(albert_base: ModelShape) -> None:
+    # per layer at S=128: 4*128*768^2 + 2*128*128*768 + 2*128*768*3072 = 301,989,888 + 25,165,824 + 603,979,776
+    assert albert_base.encoder_macs_per_layer(128) == 931_135_488
+    # unique weights 4*768^2 + 2*768*3072 = 7,077,888 (one shared layer)
+    assert albert_base.unique_encoder_weights == 7_077_888
+    # embedding tables (30000 + 512 + 2) * 128 = 3,905,792 (word table alone = 3.84 M as in NVMExplorer)
+    assert albert_base.embedding_entries == 3_905_792
+    assert albert_base.projection_weights == 128 * 768
+    assert albert_base.offramp_weights_per_layer == 768 * 768 + 768 * 2
+
+
+def test_attention_span_reduces_macs(albert_base: ModelShape) -> None:
+    # span 32: the S*S*H terms become 2*128*32*768 = 6,291,456 instead of 25,165,824
+    assert albert_base.encoder_macs_per_layer(128, 32) == 931_135_488 - 25_165_824 + 6_291_456
+
+
+def test_from_hf_config_duck_typed() -> None:
+    albert_cfg = SimpleNamespace(model_type="albert", embedding_size=128, hidden_size=768, num_hidden_layers=12,
+                                 intermediate_size=3072, num_attention_heads=12, vocab_size=30000,
+                                 max_position_embeddings=512, type_vocab_size=2)
+    shape = ModelShape.from_hf_config(albert_cfg, num_labels=3)
+    assert shape.shared_layers and shape.embedding_size == 128 and shape.num_labels == 3
+    bert_cfg = SimpleNamespace(model_type="bert", hidden_size=384, num_hidden_layers=6, intermediate_size=1536,
+                               num_attention_heads=12, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2)
+    bert = ModelShape.from_hf_config(bert_cfg, num_labels=2)
+    assert not bert.shared_layers and bert.embedding_size == 384 and not bert.has_embedding_projection
+
+
+def test_bad_shape_raises() -> None:
+    with pytest.raises(ValueError, match="num_layers must be a positive integer"):
+        ModelShape(0, 768, 3072, 12, 768, 30522, 512, 2, 2, False)
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        ModelShape(12, 770, 3072, 12, 770, 30522, 512, 2, 2, False)
