@@ -234,7 +234,20 @@ class StudyConfig(_Strict):
             if name in self.search_space:
                 raise ValueError(f"knob {name!r} is both searched and fixed")
             _check_value(name, value)
+        bits, exp_bits = self._extent("weight_bits", min), self._extent("weight_exp_bits", max)
+        if exp_bits >= bits:
+            raise ValueError(f"weight_exp_bits can reach {exp_bits} but weight_bits can be as low as "
+                             f"{bits}: AdaptivFloat needs exp bits < total bits (one sign bit)")
         return self
+
+    def _extent(self, name: str, pick: Any) -> Any:
+        """The lowest or highest value a numeric knob can take in this study."""
+        param = self.search_space.get(name)
+        if param is None:
+            return self.fixed.get(name, KNOBS[name].default)
+        if isinstance(param, CategoricalParam):
+            return pick(param.choices)
+        return pick(param.low, param.high)
 
     def knob_values(self, params: dict[str, Any]) -> dict[str, Any]:
         """Every knob's value for a trial: sampled, else fixed, else the default."""

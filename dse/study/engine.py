@@ -173,8 +173,8 @@ def sweep_orphans(study: optuna.Study) -> int:
     """Fail trials a dead coordinator left RUNNING and re-queue their parameters."""
     swept = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "coordinator stopped")
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         retries = int(t.user_attrs.get("retries", 0))
         if retries < MAX_RETRIES and t.params:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": retries + 1})

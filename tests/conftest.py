@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random-weight BERT/ALBERT models for fast unit tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel
+
+from dse.modeling.early_exit import EarlyExitModel
+
+
+def tiny_backbone(kind: str):  # noqa: ANN201
+    torch.manual_seed(0)
+    if kind == "bert":
+        cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=64)
+        return BertModel(cfg)
+    cfg = AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=4,
+                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    return AlbertModel(cfg)
+
+
+@pytest.fixture(params=["bert", "albert"])
+def tiny_model(request) -> EarlyExitModel:  # noqa: ANN001
+    model = EarlyExitModel(tiny_backbone(request.param), num_labels=2)
+    model.eval()
+    return model
+
+
+@pytest.fixture
+def tiny_batch() -> dict[str, torch.Tensor]:
+    """Five rows of different lengths, right-padded."""
+    gen = torch.Generator().manual_seed(1)
+    lengths = [12, 5, 9, 3, 12]
+    ids = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, n in enumerate(lengths):
+        ids[r, :n] = torch.randint(1, 100, (n,), generator=gen)
+        mask[r, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}

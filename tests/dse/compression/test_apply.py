@@ -1,0 +1,49 @@
+"""Post-training compression of a prepared model copy."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dse.compression.apply import CompressionSpec, compress, embedding_tables, encoder_linears
+from dse.compression.pruning import achieved_sparsity
+
+
+def test_prunes_quantizes_and_masks_a_copy(tiny_model, tiny_batch) -> None:  # noqa: ANN001
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    spec = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.25, weight_bits=6,
+                           weight_exp_bits=3, attention_span=2)
+    out, report = compress(tiny_model, spec)
+    # the prepared model is untouched
+    assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
+    for lin in encoder_linears(out).values():
+        assert abs(achieved_sparsity(lin.weight) - 0.5) < 0.01
+    for emb in embedding_tables(out).values():
+        assert abs(achieved_sparsity(emb.weight) - 0.25) < 0.05
+    assert abs(report["encoder_sparsity"] - 0.5) < 0.01
+    # 6-bit AdaptivFloat: at most 2^5 distinct magnitudes per tensor
+    for lin in encoder_linears(out).values():
+        assert lin.weight.abs().unique().numel() <= 32
+    assert (out.spans == 2.0).all()
+    assert not torch.allclose(out(**tiny_batch), tiny_model(**tiny_batch))
+
+
+def test_no_compression_keeps_near_identical_outputs(tiny_model, tiny_batch) -> None:  # noqa: ANN001
+    out, report = compress(tiny_model, CompressionSpec(weight_bits=16, weight_exp_bits=5))
+    assert report["encoder_sparsity"] < 0.01
+    assert math.isinf(out.spans.max().item())
+    assert torch.allclose(out(**tiny_batch), tiny_model(**tiny_batch), atol=1e-2)
+
+
+def test_encoder_linears_cover_edgebert_matrices(tiny_model) -> None:  # noqa: ANN001
+    names = set(encoder_linears(tiny_model))
+    suffixes = {n.split(".")[-1] for n in names} | {".".join(n.split(".")[-2:]) for n in names}
+    if tiny_model.config.model_type == "bert":
+        assert len(names) == 6 * tiny_model.num_layers
+        assert {"query", "key", "value", "intermediate.dense"} <= suffixes
+    else:  # ALBERT: one shared set of six matrices
+        assert len(names) == 6
+        assert {"query", "key", "value", "dense", "ffn", "ffn_output"} <= suffixes
+    assert set(embedding_tables(tiny_model)) == {"word_embeddings", "position_embeddings",
+                                                 "token_type_embeddings"}

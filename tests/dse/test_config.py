@@ -1,0 +1,91 @@
+"""Study definitions: the shipped ones are valid; every malformed one is one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dse.config import KNOBS, config_hash, load_study_config
+from dse.errors import ConfigError
+
+SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+MINIMAL = {"name": "t", "search_space": {"exit_threshold": {"type": "float", "low": 0.0, "high": 0.6}}}
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_definitions_are_valid(path: Path) -> None:
+    config = load_study_config(path)
+    assert set(config.search_space) <= set(KNOBS)
+    assert len(config_hash(config)) == 64
+
+
+def test_defaults_and_knob_values() -> None:
+    config = load_study_config(_write(MINIMAL))
+    assert config.objective_names() == ["accuracy", "energy_uj", "latency_ms"]
+    assert config.directions() == ["maximize", "minimize", "minimize"]
+    knobs = config.knob_values({"exit_threshold": 0.3})
+    assert knobs["exit_threshold"] == 0.3 and knobs["weight_bits"] == 8 and set(knobs) == set(KNOBS)
+
+
+def _write(data, tmp=Path("/tmp")) -> Path:  # noqa: ANN001
+    import tempfile
+
+    fd = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, dir=tmp)
+    fd.write(data if isinstance(data, str) else yaml.safe_dump(data))
+    fd.close()
+    return Path(fd.name)
+
+
+def _with(**changes):  # noqa: ANN003, ANN202
+    data = {**MINIMAL, **changes}
+    return {k: v for k, v in data.items() if v is not None}
+
+
+BAD = [
+    ("name: [unclosed", "YAML syntax error at line 1"),
+    ("- a\n- b\n", "must be a YAML mapping"),
+    (_with(colour="red"), "colour: unknown key"),
+    (_with(n_trials="many"), "n_trials: Input should be a valid integer"),
+    (_with(n_trials=0), "n_trials: Input should be greater than or equal to 1"),
+    (_with(name="bad name!"), "name: String should match pattern"),
+    (_with(task="squad"), "unknown GLUE task 'squad'"),
+    (_with(version=9), "version 9 is not supported"),
+    (_with(search_space={}), "search_space: Dictionary should have at least 1 item"),
+    (_with(search_space={"warp_drive": {"type": "float", "low": 0, "high": 1}}), "unknown knob 'warp_drive'"),
+    (_with(search_space={"encoder_pruning": {"type": "float", "low": 0.6, "high": 0.1}}),
+     "low (0.6) is greater than high (0.1)"),
+    (_with(search_space={"encoder_pruning": {"type": "float", "low": 0.0, "high": 1.5}}),
+     "outside the legal range"),
+    (_with(search_space={"envm_cell": {"type": "categorical", "choices": ["dram_cell"]}}),
+     "'dram_cell' is not one of"),
+    (_with(search_space={"weight_bits": {"type": "float", "low": 4, "high": 8}}), "takes integers"),
+    (_with(search_space={"weight_bits": {"type": "int", "low": 3, "high": 4}}), "outside the legal range"),
+    (_with(search_space={"weight_bits": {"type": "int", "low": 4, "high": 8},
+                         "weight_exp_bits": {"type": "int", "low": 2, "high": 4}}), "exp bits < total bits"),
+    (_with(search_space={"voltage_v": {"type": "foo", "low": 0.5, "high": 0.8}}), "search_space.voltage_v"),
+    (_with(objectives=[{"name": "happiness"}]), "unknown objective 'happiness'"),
+    (_with(objectives=[{"name": "accuracy"}, {"name": "accuracy"}]), "listed twice"),
+    (_with(objectives=[{"name": "accuracy", "direction": "up"}]), "objectives.0.direction"),
+    (_with(constraints={"latency_target_ms": -1}), "latency_target_ms: Input should be greater than 0"),
+    (_with(fixed={"voltage_v": 0.3}), "outside the legal range"),
+    (_with(fixed={"exit_threshold": 0.1}), "both searched and fixed"),
+    (_with(sampler={"name": "annealing"}), "sampler.name"),
+    (_with(finetune={"epochs": -1}), "finetune.epochs"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_definitions_give_one_clear_line(data, message, tmp_path: Path) -> None:  # noqa: ANN001
+    path = _write(data, tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_study_config(path)
+    text = str(err.value)
+    assert message in text
+    assert "\n" not in text and text.startswith(str(path))
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_study_config("/nonexistent/space.yaml")
