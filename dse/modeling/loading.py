@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from dse.errors import ModelError
 
@@ -47,6 +48,7 @@ def _load(kind: str, loader, source: str):  # noqa: ANN001, ANN202
     quiet = logging.getLogger("transformers")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()  # one line per study, not a bar per checkpoint load
     try:
         return loader(source)
     except (OSError, ValueError, KeyError) as exc:
