@@ -155,6 +155,9 @@ class FinetuneConfig(_Strict):
     batch_size: int = Field(default=32, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0)
     max_train_seq_length: int = Field(default=64, ge=8, le=512)
+    offramp_train_subset: int | None = Field(
+        default=4000, ge=32, description="rows whose [CLS] features train the off-ramps; null = all"
+    )
     offramp_epochs: int = Field(default=20, ge=1)
     offramp_learning_rate: float = Field(default=1e-3, gt=0)
     seed: int = 0

@@ -245,7 +245,11 @@ def prepare_model(
     t0 = time.perf_counter()
     _stage1(model, train, finetune, pad_id)
     t1 = time.perf_counter()
-    _stage2(model, _features(model, train, pad_id), torch.as_tensor(train.labels), finetune)
+    ramp_rows = train
+    if finetune.offramp_train_subset is not None and finetune.offramp_train_subset < len(train):
+        rng = np.random.default_rng(finetune.seed)
+        ramp_rows = train.subset(np.sort(rng.choice(len(train), finetune.offramp_train_subset, replace=False)))
+    _stage2(model, _features(model, ramp_rows, pad_id), torch.as_tensor(ramp_rows.labels), finetune)
     t2 = time.perf_counter()
 
     dev = encode_dataset(dev_ds, tokenizer, max_length=max_seq_length)
