@@ -219,7 +219,7 @@ def export(
         trial = pick_trial(pareto_table(trials_table(study, config), config), config, pick.value)
     name = pick.value if pick is not None else f"trial-{trial}"
     path = output or folder.path / "exports" / f"{name}.json"
-    write_design(design_record(study, config, trial), path)
+    write_design(design_record(study, config, trial, cache_dir=folder.cache), path)
     console.print(f"exported trial {trial} to {path}")
 
 

@@ -78,7 +78,11 @@ KNOBS: dict[str, Knob] = {
                                "fefet", "fefet_mlc2"),
                       affects_accuracy=False, help="embedded NVM cell storing the embeddings"),
     "voltage_v": Knob(kind="float", default=0.8, low=0.5, high=0.8, affects_accuracy=False,
-                      help="supply voltage (V); the clock follows the V/f curve"),
+                      help="supply voltage (V); the clock follows the V/f curve (with DVFS: layer 1's)"),
+    "dvfs": Knob(kind="categorical", default=False, choices=(False, True), affects_accuracy=False,
+                 help="latency-aware per-sentence DVFS from the predicted exit layer"),
+    "latency_target_ms": Knob(kind="float", default=1.0, low=0.001, high=1000.0, affects_accuracy=False,
+                              help="per-sentence latency target that DVFS aims for (ms)"),
 }
 
 # Metrics a trial produces, with the direction that is better.
@@ -91,6 +95,7 @@ METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "area_mm2": "minimize",
     "memory_mb": "minimize",  # compressed weights + embeddings (MB)
     "avg_exit_layer": "minimize",
+    "target_met_fraction": "maximize",  # sentences meeting latency_target_ms (DVFS)
 }
 
 

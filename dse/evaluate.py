@@ -22,16 +22,25 @@ import torch
 from dse.compression.apply import CompressionSpec, compress
 from dse.config import StudyConfig
 from dse.data import load_glue, resolve_glue_dir, task_spec
+from dse.errors import DataError
 from dse.metrics import main_metric
 from dse.modeling.batching import EncodedSet, encode_dataset
-from dse.modeling.early_exit import EarlyExitModel, simulate_early_exit
+from dse.modeling.early_exit import EarlyExitModel, entropy, simulate_early_exit
 from dse.modeling.loading import load_tokenizer, resolve_model_source
 from dse.prepare import dev_layer_logits, predictions, prepare_model
-from hwmodels import CompressionProfile, HardwareConfig, ModelShape, evaluate_hardware
+from hwmodels import (
+    CompressionProfile,
+    HardwareConfig,
+    ModelShape,
+    evaluate_hardware,
+    exit_layers_from_entropies,
+    fit_exit_predictor,
+)
 
 __all__ = ["EVAL_VERSION", "EvalContext", "TrialOutcome", "build_context", "evaluate_trial"]
 
 EVAL_VERSION = 1
+DVFS_TRAIN_ROWS = 2000  # training sentences whose off-ramp entropies fit the DVFS predictor
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class EvalContext:
     shape: ModelShape
     baseline_points: float  # main metric of the uncompressed model on this dev set, no exit
     cache_dir: Path | None
+    train_entropy: np.ndarray | None = None  # [rows, layers] off-ramp entropies on train rows
     _memory: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -88,7 +98,28 @@ def build_context(config: StudyConfig, *, cache_dir: Path | None) -> EvalContext
     )
     uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
     ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
+    try:
+        train_ds = load_glue(spec.name, "train", glue_dir=glue_dir)
+    except DataError:  # e.g. QNLI/MNLI offline: DVFS trials then fail with a clear reason
+        train_ds = None
+    if train_ds is not None:
+        ctx.train_entropy = _train_entropy(ctx, train_ds, tokenizer, config.model.max_seq_length)
     return ctx
+
+
+def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np.ndarray:  # noqa: ANN001
+    """Off-ramp entropies of a seeded train subset (what EdgeBERT fits its exit LUT on); cached."""
+    path = ctx.cache_dir / f"train-entropy-{ctx.prepared_key}.npz" if ctx.cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            return data["entropy"]
+    train = encode_dataset(train_ds, tokenizer, max_length=max_length)
+    if len(train) > DVFS_TRAIN_ROWS:
+        train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), DVFS_TRAIN_ROWS, replace=False)))
+    ent = entropy(dev_layer_logits(ctx.model, train, pad_id=ctx.pad_id)).T.numpy()
+    if path is not None:
+        _atomic_save(path, {"entropy": ent})
+    return ent
 
 
 def _cache_key(ctx: EvalContext, spec: CompressionSpec) -> str:
@@ -146,14 +177,25 @@ def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
         weight_exp_bits=spec.weight_exp_bits,
         attention_span=None if spec.attention_span >= 512 else spec.attention_span,
     )
+    dvfs = bool(knobs["dvfs"])
     hardware = HardwareConfig(
         vmac_lanes=int(knobs["vmac_lanes"]), vector_size=int(knobs["vector_size"]),
         sram_kb=float(knobs["sram_kb"]), envm_cell=str(knobs["envm_cell"]),
-        voltage_v=float(knobs["voltage_v"]),
+        voltage_v=float(knobs["voltage_v"]), dvfs=dvfs,
+        latency_target_ms=float(knobs["latency_target_ms"]),
     )
+    predicted = None
+    if dvfs:  # EdgeBERT: predict the exit layer from layer 1's entropy with a LUT fitted on train
+        if ctx.train_entropy is None:
+            raise InvalidDesign("DVFS needs training-set entropies, and this task has no train split")
+        threshold = float(knobs["exit_threshold"])
+        predictor = fit_exit_predictor(
+            ctx.train_entropy[:, 0], exit_layers_from_entropies(ctx.train_entropy, threshold)
+        )
+        predicted = predictor.predict(entropy(logits[0]).numpy())
     hw = evaluate_hardware(
         ctx.shape, tokens=ctx.dev.lengths, exit_layers=exit_layers.numpy(),
-        compression=profile, hardware=hardware,
+        compression=profile, hardware=hardware, predicted_exit_layers=predicted,
     )
     if not hw.valid:
         raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
@@ -166,6 +208,7 @@ def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
         "area_mm2": float(hw.area_mm2),
         "memory_mb": float(hw.memory_bytes) / 1e6,
         "avg_exit_layer": float(exit_layers.float().mean()),
+        "target_met_fraction": float(hw.fraction_target_met),
     }
     attrs = {
         "energy_breakdown_uj": {k: float(np.mean(v)) / 1e6 for k, v in hw.energy_breakdown_pj.items()},

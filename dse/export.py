@@ -22,7 +22,8 @@ EXPORT_TYPE = "edgebert-dse.design"
 EXPORT_VERSION = 1
 
 
-def design_record(study: optuna.Study, config: StudyConfig, number: int) -> dict[str, Any]:
+def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
+                  cache_dir: Path | None = None) -> dict[str, Any]:
     try:
         trial = study.trials[number]
     except IndexError:
@@ -45,9 +46,49 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int) -> dict
             "constraints": dict(trial.constraints or {}),
             "feasible": feasible(trial),
             "details": trial.user_attrs.get("details", {}),
+            "accelerator": accelerator_section(
+                config, config.knob_values(knobs),
+                train_entropy=cache_dir / f"train-entropy-{study.user_attrs.get('prepared_key')}.npz"
+                if cache_dir else None,
+            ),
             "study_definition": config.model_dump(mode="json"),
         },
     }
+
+
+def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *,
+                        train_entropy: Path | None) -> dict[str, Any]:
+    """The design as a parameter file in EdgeBERT accelerator terms (``hwmodels``).
+
+    With DVFS, the entropy -> exit-layer lookup table is fitted on the study's cached
+    training-set entropies, exactly as the trial evaluation does.
+    """
+    import numpy as np
+    from transformers import AutoConfig
+
+    from dse.data import task_spec
+    from dse.modeling.loading import resolve_model_source
+    from hwmodels import (CompressionProfile, HardwareConfig, ModelShape, accelerator_parameter_file,
+                          exit_layers_from_entropies, fit_exit_predictor)
+
+    hf_config = AutoConfig.from_pretrained(resolve_model_source(config.model.name))
+    shape = ModelShape.from_hf_config(hf_config, num_labels=task_spec(config.task).num_labels)
+    profile = CompressionProfile(
+        encoder_density=1 - knobs["encoder_pruning"], embedding_density=1 - knobs["embedding_pruning"],
+        weight_bits=knobs["weight_bits"], weight_exp_bits=knobs["weight_exp_bits"],
+        attention_span=None if knobs["attention_span"] >= 512 else knobs["attention_span"],
+    )
+    hardware = HardwareConfig(
+        vmac_lanes=knobs["vmac_lanes"], vector_size=knobs["vector_size"], sram_kb=knobs["sram_kb"],
+        envm_cell=knobs["envm_cell"], voltage_v=knobs["voltage_v"], dvfs=knobs["dvfs"],
+        latency_target_ms=knobs["latency_target_ms"],
+    )
+    predictor = None
+    if knobs["dvfs"] and train_entropy is not None and train_entropy.is_file():
+        with np.load(train_entropy, allow_pickle=False) as data:
+            ent = data["entropy"]
+        predictor = fit_exit_predictor(ent[:, 0], exit_layers_from_entropies(ent, knobs["exit_threshold"]))
+    return accelerator_parameter_file(hardware, profile, shape, predictor)
 
 
 def write_design(record: dict[str, Any], path: Path) -> Path:

@@ -51,6 +51,7 @@ def test_real_study_outputs(smoke_study) -> None:  # noqa: ANN001
     assert (trials["energy_uj"] > 0).all() and (trials["latency_ms"] > 0).all()
     assert trials["cache_hit"].any()  # trials differing only in cheap knobs reuse logits
     assert (folder / "plots" / "pareto.png").stat().st_size > 10_000
+    assert trials["target_met_fraction"].between(0, 1).all()
     assert {"config.yaml", "config.sha256", "env.json", "study.journal"} <= {p.name for p in folder.iterdir()}
 
 
@@ -61,6 +62,8 @@ def test_export_reevaluates_to_the_same_figures(smoke_study, tmp_path: Path) -> 
     assert dse("export", str(folder), "--pick", "knee", "-o", str(out), env=env).returncode == 0
     record = json.loads(out.read_text())
     assert record["_type"] == "edgebert-dse.design" and record["_version"] == 1
+    accelerator = record["_data"]["accelerator"]
+    assert accelerator and json.dumps(accelerator)  # the EdgeBERT-style parameter file
     again = dse("evaluate", str(out), env=env)
     assert again.returncode == 0, again.stderr
     metrics = json.loads(again.stdout)

@@ -40,16 +40,20 @@ def simulate_early_exit(
     threshold (scalar or one value per layer); otherwise it runs all layers. Returns the
     exiting off-ramp's logits ``[n, classes]`` and the 1-based exit layer ``[n]``.
     """
-    n_layers = layer_logits.shape[0]
     ent = entropy(layer_logits)  # [layers, n]
-    thr = torch.as_tensor(threshold, dtype=ent.dtype).reshape(-1, 1) if torch.is_tensor(
-        threshold
-    ) else torch.tensor(float(threshold), dtype=ent.dtype)
-    exits = ent < thr
+    thr = torch.as_tensor(threshold, dtype=ent.dtype)
+    exits = ent < (thr.reshape(-1, 1) if thr.ndim else thr)
     exits[-1] = True  # the last layer always "exits"
     exit_idx = exits.to(torch.int8).argmax(dim=0)  # first True
     logits = layer_logits[exit_idx, torch.arange(layer_logits.shape[1])]
     return logits, exit_idx.to(torch.int64) + 1
+
+
+def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention bias ``[b, 1, 1, s]`` that hides padded keys."""
+    bias = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
+    bias.masked_fill_(attention_mask == 0, torch.finfo(dtype).min)
+    return bias[:, None, None, :]
 
 
 class OffRamp(nn.Module):
@@ -167,9 +171,7 @@ class EarlyExitModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         h = self._embed(input_ids, token_type_ids)
-        pad_bias = torch.zeros(attention_mask.shape, dtype=h.dtype, device=h.device)
-        pad_bias.masked_fill_(attention_mask == 0, torch.finfo(h.dtype).min)
-        pad_bias = pad_bias[:, None, None, :]
+        pad_bias = _padding_bias(attention_mask, h.dtype)
         for index in range(num_layers or self.num_layers):
             h = self._run_layer(index, h, pad_bias)
             yield h
@@ -225,9 +227,7 @@ class EarlyExitModel(nn.Module):
         out_layer = torch.empty(b, dtype=torch.int64)
         alive = torch.arange(b)
         h = self._embed(input_ids, token_type_ids)
-        pad_bias = torch.zeros(attention_mask.shape, dtype=h.dtype)
-        pad_bias.masked_fill_(attention_mask == 0, torch.finfo(h.dtype).min)
-        pad_bias = pad_bias[:, None, None, :]
+        pad_bias = _padding_bias(attention_mask, h.dtype)
         for index in range(self.num_layers):
             h = self._run_layer(index, h, pad_bias)
             logits = self.off_ramps[index](h[:, 0])

@@ -232,6 +232,7 @@ def run_study(
             return stats
         ctx = build_context(config, cache_dir=folder.cache)
         study.set_user_attr("baseline_points", ctx.baseline_points)
+        study.set_user_attr("prepared_key", ctx.prepared_key)
         executor = make_executor(
             executor_kind or config.executor.kind, ctx,
             address=ray_address or config.executor.ray_address,
