@@ -255,6 +255,50 @@ def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)"
                   + ", ".join(f"{100 * m:.2f}" for m in info.baseline_dev_metric_by_layer))
 
 
+@app.command("trace")
+def trace(
+    csv_path: Annotated[Path, typer.Argument(help="CSV with columns tokens,entropy_1..entropy_L")],
+    threshold: Annotated[float, typer.Option("--threshold", min=0.0, help="entropy exit threshold (nats)")],
+    model: Annotated[str, typer.Option("--model", help="model whose shapes to use")] = "all-MiniLM-L6-v2",
+    num_labels: Annotated[int, typer.Option("--num-labels", min=1)] = 2,
+    vmac_lanes: Annotated[int, typer.Option("--vmac-lanes", min=1)] = 16,
+    sram_kb: Annotated[float, typer.Option("--sram-kb", min=1.0)] = 64.0,
+    envm_cell: Annotated[str, typer.Option("--envm-cell")] = "rram_mlc2",
+    voltage_v: Annotated[float, typer.Option("--voltage", min=0.5, max=0.8)] = 0.8,
+    latency_target_ms: Annotated[Optional[float], typer.Option("--dvfs-target-ms", min=0.001)] = None,
+) -> None:
+    """Drive the hardware model with an external per-sentence entropy trace; print JSON figures."""
+    from transformers import AutoConfig
+
+    from dse.modeling.loading import resolve_model_source
+    from hwmodels import (CompressionProfile, HardwareConfig, ModelShape, evaluate_hardware,
+                          exit_layers_from_entropies, fit_exit_predictor, load_entropy_trace)
+
+    try:
+        entropies, tokens = load_entropy_trace(csv_path)
+        shape = ModelShape.from_hf_config(AutoConfig.from_pretrained(resolve_model_source(model)),
+                                          num_labels=num_labels)
+        if entropies.shape[1] != shape.num_layers:
+            raise ValueError(f"{csv_path} has {entropies.shape[1]} layers but {model} has {shape.num_layers}")
+        exits = exit_layers_from_entropies(entropies, threshold)
+        dvfs = latency_target_ms is not None
+        predicted = fit_exit_predictor(entropies[:, 0], exits).predict(entropies[:, 0]) if dvfs else None
+        hw = evaluate_hardware(
+            shape, tokens=tokens, exit_layers=exits, compression=CompressionProfile(),
+            hardware=HardwareConfig(vmac_lanes=vmac_lanes, sram_kb=sram_kb, envm_cell=envm_cell,
+                                    voltage_v=voltage_v, dvfs=dvfs, latency_target_ms=latency_target_ms),
+            predicted_exit_layers=predicted,
+        )
+    except ValueError as exc:
+        raise DSEError(str(exc).strip().splitlines()[0]) from None
+    print(json.dumps({
+        "sentences": int(len(tokens)), "avg_exit_layer": float(exits.mean()),
+        "energy_uj": hw.mean_energy_uj, "latency_ms": hw.mean_latency_ms,
+        "p95_latency_ms": hw.p95_latency_ms, "target_met_fraction": hw.fraction_target_met,
+        "area_mm2": hw.area_mm2, "valid": hw.valid,
+    }))
+
+
 @config_app.command("validate")
 def config_validate(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
     """Check a study definition and print its hash."""

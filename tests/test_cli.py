@@ -128,3 +128,21 @@ def test_missing_model_path_is_one_line(tmp_path: Path) -> None:
               env={"DSE_GLUE_DIR": str(GLUE)})
     assert run.returncode == 1 and "does not exist" in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_entropy_trace_drives_the_hardware_model(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"
+    # 3 sentences, 6 layers (MiniLM): confident after layers 1, 3 and never
+    trace.write_text("tokens,entropy_1,entropy_2,entropy_3,entropy_4,entropy_5,entropy_6\n"
+                     "10,0.05,0.1,0.1,0.1,0.1,0.1\n20,0.6,0.5,0.05,0.1,0.1,0.1\n30,0.6,0.6,0.6,0.6,0.6,0.6\n")
+    run = dse("trace", str(trace), "--threshold", "0.2")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["avg_exit_layer"] == pytest.approx((1 + 3 + 6) / 3)
+    assert out["energy_uj"] > 0 and out["valid"]
+    lower = json.loads(dse("trace", str(trace), "--threshold", "0.2", "--voltage", "0.5").stdout)
+    assert lower["energy_uj"] < out["energy_uj"] and lower["latency_ms"] > out["latency_ms"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tokens,entropy_1\n10,0.1\n")
+    run = dse("trace", str(bad), "--threshold", "0.2")
+    assert run.returncode == 1 and "has 1 layers but" in run.stderr
