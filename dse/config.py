@@ -44,7 +44,7 @@ class Knob(_Strict):
     """A searchable knob: its legal range, default and which part of a trial it affects."""
 
     kind: Literal["float", "int", "categorical"]
-    default: float | int | str | None
+    default: bool | int | float | str | None  # bool first: pydantic would coerce False to 0.0
     low: float | None = None
     high: float | None = None
     choices: tuple[Any, ...] | None = None
