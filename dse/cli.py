@@ -33,10 +33,18 @@ class ExecutorKind(str, Enum):
     ray = "ray"
 
 
-class Pick(str, Enum):
-    knee = "knee"
-    max_accuracy = "max-accuracy"
-    min_energy = "min-energy"
+def _check_pick(value: Optional[str]) -> Optional[str]:
+    """Reject an unknown --pick while parsing (one ``error:`` line)."""
+    if value is not None:
+        from dse.results import check_pick
+
+        check_pick(value)
+    return value
+
+
+Pick = typer.Option("--pick", callback=_check_pick,
+                    help="knee, max-accuracy, min-energy, max-hv-contribution or best:<metric> "
+                         "(e.g. best:latency_ms); chosen among the feasible Pareto designs")
 
 
 class Format(str, Enum):
@@ -45,6 +53,7 @@ class Format(str, Enum):
 
 
 Executor = typer.Option("--executor", help="inline or ray (default: the study definition's)")
+MaxInFlight = typer.Option("--max-in-flight", min=1, help="trials evaluated at once (default: executor.max_in_flight)")
 
 
 def _interactive() -> bool:
@@ -75,44 +84,46 @@ def _progress_printer():  # noqa: ANN202
     return update, status
 
 
-def _run(folder, config, *, n_trials, executor, ray_address) -> None:  # noqa: ANN001
+def _run(folder, config, *, n_trials, executor, ray_address, max_in_flight=None) -> None:  # noqa: ANN001
     from dse.study.engine import run_study
 
     start = time.perf_counter()
     update, status = _progress_printer()
     try:
         stats = run_study(folder, config, n_trials=n_trials, executor_kind=executor,
-                          ray_address=ray_address, progress=update)
+                          ray_address=ray_address, max_in_flight=max_in_flight, progress=update)
     finally:
         if status is not None:
             status.stop()
     console.print(f"{stats.completed} trials complete ({stats.failed} failed this run, "
-                  f"{stats.cache_hits} cache hits) in {time.perf_counter() - start:.0f} s")
+                  f"{stats.cache_hits} cache hits, {stats.derived} derived designs from the cheap-knob sweep) "
+                  f"in {time.perf_counter() - start:.0f} s")
     _write_outputs(folder, config, show=True)
 
 
 def _write_outputs(folder, config, *, show: bool) -> None:  # noqa: ANN001
-    """trials.csv, pareto.csv and plots/pareto.png, rebuilt from the journal."""
-    from dse.plots import plot_pareto
-    from dse.results import hypervolume, pareto_table, reference_point, trials_table
+    """trials.csv, pareto.csv, hypervolume.csv and every study-level plot, rebuilt from the storage."""
+    from dse.plots import write_study_plots
+    from dse.results import analyse_study
     from dse.study.engine import open_study
 
     study = open_study(folder, config, create=False)
-    trials = trials_table(study, config)
-    front = pareto_table(trials, config)
-    trials.to_csv(folder.path / "trials.csv", index=False)
-    front.to_csv(folder.path / "pareto.csv", index=False)
-    names = config.objective_names()
-    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
-    hv = 0.0
-    if not front.empty:
-        ref = reference_point(done[names].to_numpy(dtype=float), config.directions())
-        hv = hypervolume(front[names].to_numpy(dtype=float), config.directions(), ref)
-    if not done.empty:
-        plot_pareto(trials, config, folder.plots / "pareto.png", hypervolume=hv)
+    analysis = analyse_study(study, config)
+    for name, table in (("trials", analysis.trials), ("pareto", analysis.front),
+                        ("hypervolume", analysis.history)):
+        tmp = folder.path / f".{name}.csv.tmp"
+        table.to_csv(tmp, index=False)
+        tmp.replace(folder.path / f"{name}.csv")
+    plots = write_study_plots(analysis, folder.plots)
     if show:
-        _print_front(front, config, study.user_attrs.get("baseline_points"))
-        console.print(f"outputs in {folder.path}: trials.csv, pareto.csv, plots/pareto.png")
+        _print_front(analysis.front, config, analysis.baseline_points)
+        if analysis.reference is not None:
+            reference = ", ".join(f"{n} {v:.4g}" for n, v in zip(config.objective_names(), analysis.reference))
+            console.print(f"hypervolume {analysis.hypervolume:.6g} (reference {reference}; "
+                          f"{analysis.reference_source})")
+        names = ", ".join(f"plots/{p.name}" for paths in plots.values() for p in paths if p.suffix == ".png")
+        console.print(f"outputs in {folder.path}: trials.csv, pareto.csv, hypervolume.csv"
+                      + (f", {names} (+ .svg)" if names else ""))
 
 
 def _print_front(front, config, baseline) -> None:  # noqa: ANN001
@@ -142,14 +153,21 @@ def study_run(
     results_dir: Annotated[Path, typer.Option("--results-dir", help="parent of the study folder")] = Path("results"),
     executor: Annotated[Optional[ExecutorKind], Executor] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address")] = None,
+    max_in_flight: Annotated[Optional[int], MaxInFlight] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="journal (default), sqlite, sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DB")] = None,
 ) -> None:
     """Run a study (continues it if its folder already exists with the same definition)."""
     from dse.config import load_study_config
 
     config = load_study_config(space)
+    if storage is not None:
+        from dse.study.storage import storage_option
+
+        config = config.model_copy(update={"storage": storage_option(storage)})
     _run(_folder(results_dir / config.name), config, n_trials=n_trials,
          executor=executor.value if executor else None,
-         ray_address=ray_address)
+         ray_address=ray_address, max_in_flight=max_in_flight)
 
 
 @study_app.command("resume")
@@ -158,11 +176,13 @@ def study_resume(
     n_trials: Annotated[Optional[int], typer.Option("--n-trials", min=1)] = None,
     executor: Annotated[Optional[ExecutorKind], Executor] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address")] = None,
+    max_in_flight: Annotated[Optional[int], MaxInFlight] = None,
 ) -> None:
     """Continue a stopped or killed study; unfinished trials are re-queued."""
     folder = _folder(directory)
     _run(folder, folder.load_config(), n_trials=n_trials,
-         executor=executor.value if executor else None, ray_address=ray_address)
+         executor=executor.value if executor else None, ray_address=ray_address,
+         max_in_flight=max_in_flight)
 
 
 @study_app.command("status")
@@ -170,8 +190,8 @@ def study_status(
     directory: Annotated[Path, typer.Argument(help="study folder")],
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Trial counts by state, and the Pareto size."""
-    from dse.results import pareto_table, trials_table
+    """Trial counts by state, the Pareto size and the hypervolume."""
+    from dse.results import analyse_study
     from dse.study.engine import count_complete, open_study
 
     folder = _folder(directory)
@@ -180,10 +200,14 @@ def study_status(
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    front = pareto_table(trials_table(study, config), config)
+    analysis = analyse_study(study, config)
+    reference = (None if analysis.reference is None
+                 else dict(zip(config.objective_names(), map(float, analysis.reference))))
     info = {"study": config.name, "target_trials": config.n_trials, "completed": count_complete(study),
-            "states": states, "pareto_size": len(front),
-            "baseline_points": study.user_attrs.get("baseline_points")}
+            "states": states, "pareto_size": len(analysis.front),
+            "baseline_points": study.user_attrs.get("baseline_points"),
+            "hypervolume": analysis.hypervolume, "hypervolume_reference": reference,
+            "hypervolume_reference_source": analysis.reference_source}
     if fmt is Format.json:
         print(json.dumps(info))
     else:
@@ -193,7 +217,7 @@ def study_status(
 
 @app.command("pareto")
 def pareto(directory: Annotated[Path, typer.Argument(help="study folder")]) -> None:
-    """Rebuild trials.csv, pareto.csv and the plot; print the Pareto table."""
+    """Rebuild trials.csv, pareto.csv, hypervolume.csv and plots/; print the Pareto table."""
     folder = _folder(directory)
     _write_outputs(folder, folder.load_config(), show=True)
 
@@ -201,13 +225,14 @@ def pareto(directory: Annotated[Path, typer.Argument(help="study folder")]) -> N
 @app.command("export")
 def export(
     directory: Annotated[Path, typer.Argument(help="study folder")],
-    pick: Annotated[Optional[Pick], typer.Option("--pick")] = None,
+    pick: Annotated[Optional[str], Pick] = None,
     trial: Annotated[Optional[int], typer.Option("--trial", min=0)] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="export folder (default: DIR/exports/<pick or trial-N>)")] = None,
 ) -> None:
-    """Write a chosen design as versioned JSON."""
-    from dse.export import design_record, write_design
-    from dse.results import pareto_table, pick_trial, trials_table
+    """Write a chosen design into a folder: design.json, model/ (Hugging Face), accelerator.json."""
+    from dse.export import export_design
+    from dse.results import pareto_table, pick_label, pick_trial, study_reference, trials_table
     from dse.study.engine import open_study
 
     if (pick is None) == (trial is None):
@@ -216,19 +241,74 @@ def export(
     config = folder.load_config()
     study = open_study(folder, config, create=False)
     if trial is None:
-        trial = pick_trial(pareto_table(trials_table(study, config), config), config, pick.value)
-    name = pick.value if pick is not None else f"trial-{trial}"
-    path = output or folder.path / "exports" / f"{name}.json"
-    write_design(design_record(study, config, trial, cache_dir=folder.cache), path)
-    console.print(f"exported trial {trial} to {path}")
+        trials = trials_table(study, config)
+        trial = pick_trial(pareto_table(trials, config), config, pick,
+                           reference=study_reference(trials, config)[0])
+    name = pick_label(pick) if pick is not None else f"trial-{trial}"
+    path = export_design(study, config, trial, output or folder.path / "exports" / name,
+                         cache_dir=folder.cache)
+    console.print(f"exported trial {trial} to {path}/ (design.json, model/, accelerator.json)")
+
+
+@app.command("report")
+def report(
+    directory: Annotated[Path, typer.Argument(help="study folder")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="default: DIR/report.html")] = None,
+    design: Annotated[str, typer.Option("--design", callback=_check_pick,
+                                        help="pick whose exit layers and per-sentence latencies to show")] = "knee",
+) -> None:
+    """Write one self-contained HTML report: definition, summary, Pareto table, plots, picks."""
+    from dse.report import write_report
+
+    path = write_report(_folder(directory), output, design=design)
+    console.print(f"report written to {path}")
+
+
+@app.command("dashboard")
+def dashboard(
+    directory: Annotated[Path, typer.Argument(help="study folder")],
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8080,
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    allow_writes: Annotated[bool, typer.Option(
+        "--allow-writes", help="let the dashboard write the storage (notes, deletions); "
+                               "never while a coordinator runs the study")] = False,
+) -> None:
+    """Serve optuna-dashboard on the study's storage (read-only unless --allow-writes)."""
+    from dse.dashboard import make_dashboard_server
+
+    server = make_dashboard_server(_folder(directory), host=host, port=port, allow_writes=allow_writes)
+    console.print(f"optuna-dashboard for {directory} at http://{host}:{server.server_port}/ "
+                  "(Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command("evaluate")
-def evaluate(design: Annotated[Path, typer.Argument(help="exported design JSON")]) -> None:
+def evaluate(
+    design: Annotated[Path, typer.Argument(help="export folder or its design.json")],
+    model: Annotated[bool, typer.Option(
+        "--model", help="score the exported Hugging Face model (DESIGN/model, or DESIGN itself if it "
+                        "is the model folder) instead of rebuilding it from the study definition")] = False,
+) -> None:
     """Re-score an exported design from scratch (same data) and print its metrics as JSON."""
     from dse.evaluate import build_context, evaluate_trial
     from dse.export import load_design
 
+    if model:
+        from dse.export import MODEL_DIR
+        from dse.hf_export import score_exported_model
+
+        folder = design.parent if design.is_file() else design
+        if not (folder / "config.json").is_file():  # an export folder (or its design.json)
+            folder = folder / MODEL_DIR
+        score = score_exported_model(folder)
+        print(json.dumps({"accuracy": score.accuracy, "avg_exit_layer": score.avg_exit_layer,
+                          "dev_rows": int(len(score.exit_layers))}))
+        return
     data, config = load_design(design)
     ctx = build_context(config, cache_dir=None)
     outcome = evaluate_trial(ctx, config.knob_values({**data["compression"], **data["hardware"]}))
@@ -318,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False, prog_name="dse")
     except DSEError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        message = " ".join(str(exc).split("\n"))  # one line, whatever a message quotes
+        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except typer.Exit as exc:  # --help and friends
         return int(getattr(exc, "exit_code", 0) or 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,9 @@ __all__ = [
     "ModelConfig",
     "Objective",
     "SamplerConfig",
+    "StorageConfig",
     "StudyConfig",
+    "SweepConfig",
     "config_hash",
     "load_study_config",
     "parse_study_config",
@@ -83,6 +86,21 @@ KNOBS: dict[str, Knob] = {
                  help="latency-aware per-sentence DVFS from the predicted exit layer"),
     "latency_target_ms": Knob(kind="float", default=1.0, low=0.001, high=1000.0, affects_accuracy=False,
                               help="per-sentence latency target that DVFS aims for (ms)"),
+    # Training-time compression (dse.training): a trial whose values differ from these defaults
+    # uses a model fine-tuned under them, trained once per distinct setting and cached.
+    "pruning_method": Knob(kind="categorical", default="none", choices=("none", "magnitude", "movement"),
+                           affects_accuracy=True,
+                           help="pruning during a compression-aware fine-tune (none: post-training only)"),
+    "train_pruning": Knob(kind="float", default=0.0, low=0.0, high=0.99, affects_accuracy=True,
+                          help="encoder matmul sparsity reached during the fine-tune (cubic schedule)"),
+    "train_embedding_pruning": Knob(kind="float", default=0.0, low=0.0, high=0.99, affects_accuracy=True,
+                                    help="word/position/type table sparsity reached during the fine-tune"),
+    "span_init": Knob(kind="float", default=0.0, low=0.0, high=512.0, affects_accuracy=True,
+                      help="initial adaptive attention span in tokens, learned per head (0 = off)"),
+    "distillation": Knob(kind="categorical", default=False, choices=(False, True), affects_accuracy=True,
+                         help="distil from the prepared (unpruned) model during the fine-tune"),
+    "train_epochs": Knob(kind="float", default=1.0, low=0.01, high=50.0, affects_accuracy=True,
+                         help="epochs of the compression-aware fine-tune"),
 }
 
 # Metrics a trial produces, with the direction that is better.
@@ -190,6 +208,15 @@ class Constraints(_Strict):
     max_memory_mb: float | None = Field(default=None, gt=0)
 
 
+class SweepConfig(_Strict):
+    """Cheap-knob sweep after each new compression setting (see dse.sweep): derived trials."""
+
+    enabled: bool = True
+    values_per_knob: int = Field(default=8, ge=2, le=64, description="grid points per numeric knob")
+    max_designs: int = Field(default=2000, ge=1, description="combinations scored per sweep")
+    max_derived_trials: int = Field(default=10, ge=1, description="designs recorded per sweep")
+
+
 class SamplerConfig(_Strict):
     name: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     seed: int = 0
@@ -199,7 +226,28 @@ class ExecutorConfig(_Strict):
     kind: Literal["inline", "ray"] = "inline"
     max_in_flight: int = Field(default=1, ge=1)
     cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a crashed or transiently failed evaluation")
     ray_address: str | None = None
+
+
+class StorageConfig(_Strict):
+    """Where the trials live: a journal file in the study folder (default), SQLite or PostgreSQL."""
+
+    kind: Literal["journal", "sqlite", "postgresql"] = "journal"
+    url: str | None = Field(default=None, description="SQLAlchemy URL; sqlite default: <folder>/study.db")
+
+    @model_validator(mode="after")
+    def _check(self) -> "StorageConfig":
+        schemes = {"journal": None, "sqlite": ("sqlite:",), "postgresql": ("postgresql:", "postgresql+")}
+        prefixes = schemes[self.kind]
+        if prefixes is None and self.url is not None:
+            raise ValueError("a journal storage takes no url (it is <folder>/study.journal)")
+        if self.kind == "postgresql" and self.url is None:
+            raise ValueError("postgresql storage needs a url (postgresql+psycopg2://user@host:port/db)")
+        if prefixes is not None and self.url is not None and not self.url.startswith(prefixes):
+            raise ValueError(f"{self.kind} storage url must start with {' or '.join(prefixes)}")
+        return self
 
 
 class StudyConfig(_Strict):
@@ -216,10 +264,15 @@ class StudyConfig(_Strict):
     )
     constraints: Constraints = Constraints()
     sampler: SamplerConfig = SamplerConfig()
+    sweep: SweepConfig = SweepConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    storage: StorageConfig = StorageConfig()
     n_trials: int = Field(default=40, ge=1)
     search_space: dict[str, Param] = Field(min_length=1)
     fixed: dict[str, float | int | str] = Field(default_factory=dict)
+    # Hypervolume reference point, objective -> value in the objective's own units; fixed here so
+    # hypervolumes compare across runs and resumes (None: derived from the data, and said so).
+    hypervolume_reference: dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
@@ -246,6 +299,8 @@ class StudyConfig(_Strict):
         if exp_bits >= bits:
             raise ValueError(f"weight_exp_bits can reach {exp_bits} but weight_bits can be as low as "
                              f"{bits}: AdaptivFloat needs exp bits < total bits (one sign bit)")
+        if self.hypervolume_reference is not None:
+            _check_reference(self.hypervolume_reference, names)
         return self
 
     def _extent(self, name: str, pick: Any) -> Any:
@@ -269,6 +324,19 @@ class StudyConfig(_Strict):
 
     def directions(self) -> list[str]:
         return [str(o.direction) for o in self.objectives]
+
+
+def _check_reference(reference: dict[str, float], objectives: list[str]) -> None:
+    if set(reference) != set(objectives):
+        missing = [n for n in objectives if n not in reference]
+        extra = [n for n in reference if n not in objectives]
+        what = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                           f"not objectives: {', '.join(extra)}" if extra else "") if part)
+        raise ValueError(f"hypervolume_reference must give exactly the objectives "
+                         f"({', '.join(objectives)}): {what}")
+    for name, value in reference.items():
+        if not math.isfinite(value):
+            raise ValueError(f"hypervolume_reference: {name} must be a finite number, got {value!r}")
 
 
 def _check_value(name: str, value: Any) -> None:
@@ -303,13 +371,24 @@ def _check_knob(name: str, param: FloatParam | IntParam | CategoricalParam) -> N
 
 def config_hash(config: StudyConfig) -> str:
     """SHA-256 of the canonical JSON of the resolved definition."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = config.model_dump(mode="json")
+    if data.get("hypervolume_reference") is None:  # unset: keep the hashes of older studies
+        data.pop("hypervolume_reference", None)
+    data.pop("storage", None)  # where trials live is not what the study is
+    if data.get("sweep") == SweepConfig().model_dump(mode="json"):  # keep older studies' hashes
+        data.pop("sweep")
+    for key, default in (("gpus_per_trial", 0.0), ("max_retries", 2)):  # keep older studies' hashes
+        if data["executor"].get(key) == default:
+            data["executor"].pop(key)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    # repr for keys that are not plain text (a newline in a key must not break the one-line error)
+    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"]
+                     if not str(p).startswith("function-after"))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

@@ -18,29 +18,48 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from dse.compression.apply import CompressionSpec, compress
-from dse.config import StudyConfig
+from dse.compression.span import span_for_hardware
+from dse.config import FinetuneConfig, StudyConfig
 from dse.data import load_glue, resolve_glue_dir, task_spec
-from dse.errors import DataError
+from dse.errors import DataError, DSEError
+from dse.guards import check_knobs_active
 from dse.metrics import main_metric
 from dse.modeling.batching import EncodedSet, encode_dataset
 from dse.modeling.early_exit import EarlyExitModel, entropy, simulate_early_exit
 from dse.modeling.loading import load_tokenizer, resolve_model_source
-from dse.prepare import dev_layer_logits, predictions, prepare_model
+from dse.prepare import PreparedModel, dev_layer_logits, load_train_rows, predictions, prepare_model
+from dse.training.spec import TrainingSpec
+from dse.training.trainer import CompressionTrainingConfig, TrainedModel, train_compressed, training_key
 from hwmodels import (
     CompressionProfile,
     HardwareConfig,
+    HardwareResult,
     ModelShape,
     evaluate_hardware,
     exit_layers_from_entropies,
     fit_exit_predictor,
 )
 
-__all__ = ["EVAL_VERSION", "EvalContext", "TrialOutcome", "build_context", "evaluate_trial"]
+__all__ = ["EVAL_VERSION", "EvalContext", "SentenceResults", "TrialOutcome", "build_context",
+           "early_exit_points", "evaluate_trial", "load_dev_set", "prepare_for_study", "sentence_results",
+           "TrainingSource", "study_trial_model", "trained_model", "trial_model"]
 
 EVAL_VERSION = 1
 DVFS_TRAIN_ROWS = 2000  # training sentences whose off-ramp entropies fit the DVFS predictor
+MAX_TRAINED_IN_MEMORY = 2  # compression-trained models a context holds besides the prepared one
+
+
+@dataclass(frozen=True)
+class SentenceResults:
+    """Per-dev-sentence figures of one design (not recorded on trials: re-derived on demand)."""
+
+    exit_layers: np.ndarray  # encoder layers executed, 1..num_layers
+    latency_ms: np.ndarray
+    energy_uj: np.ndarray
+    tokens: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,27 @@ class TrialOutcome:
     attrs: dict[str, Any]  # JSON-serialisable details recorded on the trial
     cache_hit: bool
     seconds: float
+    sentences: SentenceResults | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """What a compression-aware fine-tune needs besides the prepared model: its training rows."""
+
+    finetune: FinetuneConfig
+    model_source: str | None = None  # with glue_dir: tokenize the study's train split on demand
+    glue_dir: Path | None = None
+    rows: EncodedSet | None = None  # or rows already tokenized (then pad_id is theirs)
+    pad_id: int = 0
+    cache_dir: Path | None = None  # trained checkpoints; None = dse.prepare.cache_root()
+
+    def load_rows(self, task: str) -> tuple[EncodedSet, int]:
+        if self.rows is not None:
+            return self.rows, self.pad_id
+        if self.model_source is None:
+            raise DSEError("training-time compression needs training rows or a model source")
+        return load_train_rows(model_source=self.model_source, task=task, glue_dir=self.glue_dir,
+                               finetune=self.finetune)
 
 
 @dataclass
@@ -64,7 +104,9 @@ class EvalContext:
     baseline_points: float  # main metric of the uncompressed model on this dev set, no exit
     cache_dir: Path | None
     train_entropy: np.ndarray | None = None  # [rows, layers] off-ramp entropies on train rows
+    training_source: TrainingSource | None = None  # where compression-aware fine-tunes get their rows
     _memory: dict[str, torch.Tensor] = field(default_factory=dict)
+    _trained: dict[str, TrainedModel] = field(default_factory=dict)
 
     @property
     def dev_key(self) -> str:
@@ -75,29 +117,60 @@ class EvalContext:
         return h.hexdigest()[:16]
 
 
-def build_context(config: StudyConfig, *, cache_dir: Path | None) -> EvalContext:
-    """Prepare (or load) the fine-tuned model and tokenize the study's dev rows."""
-    spec = task_spec(config.task)
-    source = resolve_model_source(config.model.name)
-    glue_dir = resolve_glue_dir(config.data.glue_dir)
-    prepared = prepare_model(
-        model_source=source, task=spec.name, glue_dir=glue_dir,
+def prepare_for_study(config: StudyConfig) -> PreparedModel:
+    """The study's fine-tuned (uncompressed) early-exit model: from the cache, else trained."""
+    return prepare_model(
+        model_source=resolve_model_source(config.model.name), task=task_spec(config.task).name,
+        glue_dir=resolve_glue_dir(config.data.glue_dir),
         max_seq_length=config.model.max_seq_length, finetune=config.finetune,
     )
-    tokenizer = load_tokenizer(source)
-    dev = encode_dataset(load_glue(spec.name, "dev", glue_dir=glue_dir), tokenizer,
-                         max_length=config.model.max_seq_length)
-    if config.data.dev_subset is not None and config.data.dev_subset < len(dev):
-        rng = np.random.default_rng(config.data.seed)
-        dev = dev.subset(np.sort(rng.choice(len(dev), config.data.dev_subset, replace=False)))
+
+
+def load_dev_set(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: Path | None,
+                 max_seq_length: int, dev_subset: int | None, seed: int) -> EncodedSet:
+    """The dev rows a study scores on, tokenized: all of them, or a seeded subset."""
+    dev = encode_dataset(load_glue(task, "dev", glue_dir=glue_dir), tokenizer, max_length=max_seq_length)
+    if dev_subset is not None and dev_subset < len(dev):
+        rng = np.random.default_rng(seed)
+        dev = dev.subset(np.sort(rng.choice(len(dev), dev_subset, replace=False)))
+    return dev
+
+
+def early_exit_points(task: str, layer_logits: torch.Tensor, labels: np.ndarray,
+                      threshold: float | torch.Tensor) -> tuple[float, torch.Tensor]:
+    """The task's main metric (points) under the entropy exit rule, and every row's exit layer.
+
+    ``threshold`` is one entropy (nats) for every layer or one per layer.
+    """
+    exit_logits, exit_layers = simulate_early_exit(layer_logits, threshold)
+    return 100 * main_metric(task, predictions(exit_logits), labels), exit_layers
+
+
+def build_context(config: StudyConfig, *, cache_dir: Path | None,
+                  baseline_points: float | None = None) -> EvalContext:
+    """Prepare (or load) the fine-tuned model and tokenize the study's dev rows.
+
+    ``baseline_points``: the uncompressed model's dev metric when already known (a study
+    records it), which saves the baseline dev pass.
+    """
+    spec = task_spec(config.task)
+    glue_dir = resolve_glue_dir(config.data.glue_dir)
+    prepared = prepare_for_study(config)
+    tokenizer = load_tokenizer(resolve_model_source(config.model.name))
+    dev = load_dev_set(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
+                       dev_subset=config.data.dev_subset, seed=config.data.seed)
     ctx = EvalContext(
         task=spec.name, model=prepared.model, prepared_key=prepared.info.key, dev=dev,
         pad_id=tokenizer.pad_token_id or 0,
         shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
         baseline_points=0.0, cache_dir=cache_dir,
+        training_source=TrainingSource(config.finetune, resolve_model_source(config.model.name), glue_dir),
     )
-    uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
-    ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
+    if baseline_points is not None:
+        ctx.baseline_points = float(baseline_points)
+    else:
+        uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
+        ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
     try:
         train_ds = load_glue(spec.name, "train", glue_dir=glue_dir)
     except DataError:  # e.g. QNLI/MNLI offline: DVFS trials then fail with a clear reason
@@ -123,11 +196,49 @@ def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np
 
 
 def _cache_key(ctx: EvalContext, spec: CompressionSpec) -> str:
+    knobs = spec.as_dict()
+    if not spec.training.is_noop:  # the trained model's own key also covers its hyper-parameters
+        knobs["trained"] = training_key(ctx.prepared_key, spec.training, CompressionTrainingConfig())
     blob = json.dumps(
-        {"v": EVAL_VERSION, "prepared": ctx.prepared_key, "dev": ctx.dev_key, **spec.as_dict()},
+        {"v": EVAL_VERSION, "prepared": ctx.prepared_key, "dev": ctx.dev_key, **knobs},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def trial_model(ctx: EvalContext, training: TrainingSpec) -> EarlyExitModel:
+    """The model a trial's post-training compression starts from: the prepared one, or the one
+    fine-tuned under the trial's training-time knobs (trained once, cached on disk and here)."""
+    if training.is_noop:
+        return ctx.model
+    return trained_model(ctx, training).model
+
+
+def study_trial_model(config: StudyConfig, prepared: PreparedModel, training: TrainingSpec) -> EarlyExitModel:
+    """:func:`trial_model` outside a study's evaluation context (exports, re-evaluation)."""
+    if training.is_noop:
+        return prepared.model
+    source = TrainingSource(config.finetune, resolve_model_source(config.model.name),
+                            resolve_glue_dir(config.data.glue_dir))
+    task = task_spec(config.task).name
+    return train_compressed(prepared.model, parent_key=prepared.info.key, task=task, spec=training,
+                            finetune=config.finetune, train_rows=lambda: source.load_rows(task)).model
+
+
+def trained_model(ctx: EvalContext, training: TrainingSpec) -> TrainedModel:
+    key = training_key(ctx.prepared_key, training, CompressionTrainingConfig())
+    if key not in ctx._trained:
+        source = ctx.training_source
+        if source is None:
+            raise DSEError("training-time compression knobs need the study's training data")
+        while len(ctx._trained) >= MAX_TRAINED_IN_MEMORY:  # the disk cache keeps the others
+            ctx._trained.pop(next(iter(ctx._trained)))
+        ctx._trained[key] = train_compressed(
+            ctx.model, parent_key=ctx.prepared_key, task=ctx.task, spec=training,
+            finetune=source.finetune, train_rows=lambda: source.load_rows(ctx.task),
+            cache_dir=source.cache_dir,
+        )
+    return ctx._trained[key]
 
 
 def _atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -153,7 +264,9 @@ def layer_logits(ctx: EvalContext, spec: CompressionSpec) -> tuple[torch.Tensor,
             logits = torch.from_numpy(data["logits"])
         hit = True
     else:
-        compressed, _ = compress(ctx.model, spec)
+        model = trial_model(ctx, spec.training)
+        compressed, _ = compress(model, spec)
+        check_knobs_active(model, compressed, spec, dev=ctx.dev, pad_id=ctx.pad_id)
         logits = dev_layer_logits(compressed, ctx.dev, pad_id=ctx.pad_id)
         if path is not None:
             _atomic_save(path, {"logits": logits.numpy()})
@@ -162,43 +275,55 @@ def layer_logits(ctx: EvalContext, spec: CompressionSpec) -> tuple[torch.Tensor,
     return logits, hit
 
 
-def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
-    """Metrics of one design point given every knob's value (see ``StudyConfig.knob_values``)."""
-    start = time.perf_counter()
-    spec = CompressionSpec.from_knobs(knobs)
-    logits, hit = layer_logits(ctx, spec)
-    exit_logits, exit_layers = simulate_early_exit(logits, float(knobs["exit_threshold"]))
-    points = 100 * main_metric(ctx.task, predictions(exit_logits), ctx.dev.labels)
+def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None) -> CompressionProfile:
+    """What the hardware model needs to know of a trial's compression.
 
-    profile = CompressionProfile(
-        encoder_density=1.0 - spec.encoder_pruning,
-        embedding_density=1.0 - spec.embedding_pruning,
+    With training-time compression (``ctx`` needed): post-training magnitude pruning of an
+    already sparse matrix keeps its zeros, so the sparsity is the larger of the two targets;
+    learned spans enter as their mean over heads and layers, shortened by the span knob.
+    """
+    span = None if spec.attention_span >= 512 else spec.attention_span
+    t = spec.training
+    if not t.is_noop:
+        if ctx is None:
+            raise ValueError("a training-time compression profile needs the evaluation context")
+        learned = trained_model(ctx, t).info.get("spans")
+        if learned is not None:
+            learned_span = span_for_hardware(torch.tensor(learned))
+            if learned_span is not None:
+                span = learned_span if span is None else min(span, learned_span)
+    return CompressionProfile(
+        encoder_density=1.0 - max(spec.encoder_pruning, t.train_pruning),
+        embedding_density=1.0 - max(spec.embedding_pruning, t.train_embedding_pruning),
         weight_bits=spec.weight_bits,
         weight_exp_bits=spec.weight_exp_bits,
-        attention_span=None if spec.attention_span >= 512 else spec.attention_span,
+        attention_span=span,
     )
-    dvfs = bool(knobs["dvfs"])
-    hardware = HardwareConfig(
+
+
+def hardware_config(knobs: dict[str, Any]) -> HardwareConfig:
+    return HardwareConfig(
         vmac_lanes=int(knobs["vmac_lanes"]), vector_size=int(knobs["vector_size"]),
         sram_kb=float(knobs["sram_kb"]), envm_cell=str(knobs["envm_cell"]),
-        voltage_v=float(knobs["voltage_v"]), dvfs=dvfs,
+        voltage_v=float(knobs["voltage_v"]), dvfs=bool(knobs["dvfs"]),
         latency_target_ms=float(knobs["latency_target_ms"]),
     )
-    predicted = None
-    if dvfs:  # EdgeBERT: predict the exit layer from layer 1's entropy with a LUT fitted on train
-        if ctx.train_entropy is None:
-            raise InvalidDesign("DVFS needs training-set entropies, and this task has no train split")
-        threshold = float(knobs["exit_threshold"])
-        predictor = fit_exit_predictor(
-            ctx.train_entropy[:, 0], exit_layers_from_entropies(ctx.train_entropy, threshold)
-        )
-        predicted = predictor.predict(entropy(logits[0]).numpy())
-    hw = evaluate_hardware(
-        ctx.shape, tokens=ctx.dev.lengths, exit_layers=exit_layers.numpy(),
-        compression=profile, hardware=hardware, predicted_exit_layers=predicted,
+
+
+def predicted_exit_layers(ctx: EvalContext, logits: torch.Tensor, threshold: float) -> np.ndarray:
+    """EdgeBERT's DVFS input: each sentence's exit layer predicted from layer 1's entropy by a
+    lookup table fitted on the training set's off-ramp entropies."""
+    if ctx.train_entropy is None:
+        raise InvalidDesign("DVFS needs training-set entropies, and this task has no train split")
+    predictor = fit_exit_predictor(
+        ctx.train_entropy[:, 0], exit_layers_from_entropies(ctx.train_entropy, threshold)
     )
-    if not hw.valid:
-        raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
+    return predictor.predict(entropy(logits[0]).numpy())
+
+
+def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor,
+                   hw: HardwareResult) -> tuple[dict[str, float], dict[str, Any]]:
+    """A design's metrics (every name in dse.config.METRICS) and recorded details."""
     metrics = {
         "accuracy": points,
         "accuracy_drop": ctx.baseline_points - points,
@@ -214,9 +339,45 @@ def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
         "energy_breakdown_uj": {k: float(np.mean(v)) / 1e6 for k, v in hw.energy_breakdown_pj.items()},
         "weights_fit_in_sram": bool(hw.weights_fit_in_sram),
         "exit_layer_histogram": np.bincount(exit_layers.numpy(), minlength=ctx.shape.num_layers + 1)[1:].tolist(),
-        "eval_key": _cache_key(ctx, spec),
     }
-    return TrialOutcome(metrics, attrs, hit, time.perf_counter() - start)
+    return metrics, attrs
+
+
+def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
+    """Metrics of one design point given every knob's value (see ``StudyConfig.knob_values``)."""
+    start = time.perf_counter()
+    spec = CompressionSpec.from_knobs(knobs)
+    logits, hit = layer_logits(ctx, spec)
+    points, exit_layers = early_exit_points(ctx.task, logits, ctx.dev.labels, float(knobs["exit_threshold"]))
+
+    profile = compression_profile(spec, ctx)
+    hardware = hardware_config(knobs)
+    predicted = predicted_exit_layers(ctx, logits, float(knobs["exit_threshold"])) if hardware.dvfs else None
+    hw = evaluate_hardware(
+        ctx.shape, tokens=ctx.dev.lengths, exit_layers=exit_layers.numpy(),
+        compression=profile, hardware=hardware, predicted_exit_layers=predicted,
+    )
+    if not hw.valid:
+        raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
+    metrics, attrs = design_metrics(ctx, points, exit_layers, hw)
+    attrs["eval_key"] = _cache_key(ctx, spec)
+    if not spec.training.is_noop:
+        trained = trained_model(ctx, spec.training)
+        attrs["trained_key"] = trained.info["key"]
+        attrs["trained_matrix_sparsity"] = trained.info["matrix_sparsity"]
+    sentences = SentenceResults(exit_layers=exit_layers.numpy(), latency_ms=np.asarray(hw.latency_ns) * 1e-6,
+                                energy_uj=np.asarray(hw.energy_pj) * 1e-6, tokens=np.asarray(ctx.dev.lengths))
+    return TrialOutcome(metrics, attrs, hit, time.perf_counter() - start, sentences)
+
+
+def sentence_results(ctx: EvalContext, knobs: dict[str, Any]) -> SentenceResults:
+    """Every dev sentence's exit layer, latency and energy for one design.
+
+    Uses the per-layer logits cache, so a design a study already scored needs no model run.
+    """
+    outcome = evaluate_trial(ctx, knobs)
+    assert outcome.sentences is not None  # evaluate_trial always fills it
+    return outcome.sentences
 
 
 class InvalidDesign(ValueError):

@@ -1,7 +1,10 @@
-"""Versioned design export (``_type``/``_version``/``_data`` envelope) and its loader.
+"""Export a design to a folder for both worlds, and load the versioned design JSON back.
 
-The JSON holds everything needed to rebuild and re-score the design without Optuna: the
-resolved study definition, the compression and hardware knobs, and the trial's metrics.
+``OUT/design.json``: the ``_type``/``_version``/``_data`` envelope with everything needed to
+rebuild and re-score the design without Optuna (the resolved study definition, the compression
+and hardware knobs, the trial's metrics). ``OUT/model/``: the compressed model in Hugging Face
+``save_pretrained`` layout (``dse.hf_export``). ``OUT/accelerator.json``: the design as an
+EdgeBERT accelerator parameter file (``hwmodels``).
 """
 
 from __future__ import annotations
@@ -16,20 +19,35 @@ from dse.config import KNOBS, StudyConfig, config_hash, parse_study_config
 from dse.errors import DSEError
 from dse.results import feasible
 
-__all__ = ["EXPORT_TYPE", "EXPORT_VERSION", "design_record", "load_design", "write_design"]
+__all__ = ["ACCELERATOR_FILE", "DESIGN_FILE", "EXPORT_TYPE", "EXPORT_VERSION", "MODEL_DIR",
+           "READABLE_VERSIONS", "design_path", "design_record", "export_design", "load_design",
+           "write_design"]
 
 EXPORT_TYPE = "edgebert-dse.design"
-EXPORT_VERSION = 1
+# 2: the design is a folder (design.json, model/, accelerator.json); _data gains
+# prepared_key and files. Version 1 files (a lone JSON) still load.
+EXPORT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+DESIGN_FILE = "design.json"
+MODEL_DIR = "model"
+ACCELERATOR_FILE = "accelerator.json"
 
 
-def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
-                  cache_dir: Path | None = None) -> dict[str, Any]:
+def _complete_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     try:
         trial = study.trials[number]
     except IndexError:
         raise DSEError(f"trial {number} does not exist (the study has {len(study.trials)})") from None
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise DSEError(f"trial {number} is {trial.state.name}, not COMPLETE")
+    return trial
+
+
+def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
+                  cache_dir: Path | None = None,
+                  tensor_max_abs: dict[str, float] | None = None) -> dict[str, Any]:
+    """The design JSON of a COMPLETE trial (``tensor_max_abs``: per-tensor AdaptivFloat biases)."""
+    trial = _complete_trial(study, number)
     knobs = trial.user_attrs["knobs"]
     accuracy_knobs = {k: v for k, v in knobs.items() if KNOBS[k].affects_accuracy}
     return {
@@ -39,6 +57,7 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
             "study": config.name,
             "trial": number,
             "config_hash": config_hash(config),
+            "prepared_key": study.user_attrs.get("prepared_key"),
             "task": config.task,
             "compression": accuracy_knobs,
             "hardware": {k: v for k, v in knobs.items() if k not in accuracy_knobs},
@@ -50,14 +69,17 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
                 config, config.knob_values(knobs),
                 train_entropy=cache_dir / f"train-entropy-{study.user_attrs.get('prepared_key')}.npz"
                 if cache_dir else None,
+                tensor_max_abs=tensor_max_abs,
             ),
+            "files": {"model": MODEL_DIR, "accelerator": ACCELERATOR_FILE},
             "study_definition": config.model_dump(mode="json"),
         },
     }
 
 
 def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *,
-                        train_entropy: Path | None) -> dict[str, Any]:
+                        train_entropy: Path | None,
+                        tensor_max_abs: dict[str, float] | None = None) -> dict[str, Any]:
     """The design as a parameter file in EdgeBERT accelerator terms (``hwmodels``).
 
     With DVFS, the entropy -> exit-layer lookup table is fitted on the study's cached
@@ -88,10 +110,11 @@ def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *,
         with np.load(train_entropy, allow_pickle=False) as data:
             ent = data["entropy"]
         predictor = fit_exit_predictor(ent[:, 0], exit_layers_from_entropies(ent, knobs["exit_threshold"]))
-    return accelerator_parameter_file(hardware, profile, shape, predictor)
+    return accelerator_parameter_file(hardware, profile, shape, predictor, tensor_max_abs=tensor_max_abs)
 
 
 def write_design(record: dict[str, Any], path: Path) -> Path:
+    """Write a JSON file atomically (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
@@ -99,8 +122,89 @@ def write_design(record: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _quantized_max_abs(model: Any) -> dict[str, float]:
+    """max |w| of every AdaptivFloat-quantized weight (all linears, embedding tables), by name."""
+    from torch import nn
+
+    from dse.compression.apply import embedding_tables
+
+    tables = {id(m) for m in embedding_tables(model).values()}
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) or id(module) in tables:
+            amax = float(module.weight.detach().abs().max())
+            if amax > 0:  # an all-zero tensor has no bias to set
+                out[f"{name}.weight"] = amax
+    return out
+
+
+def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Path, *,
+                  cache_dir: Path | None = None) -> Path:
+    """Write trial ``number`` into the folder ``out``: design.json, model/, accelerator.json.
+
+    The model is the study's prepared model (from the fine-tune cache, or fine-tuned again as
+    the study did), fine-tuned under the trial's training-time knobs if it has any, then
+    compressed with the trial's knobs by the same code as the trial evaluation, so its weights
+    are exactly those the trial was scored with. design.json is written last:
+    its presence marks a complete export.
+    """
+    from dse.compression.apply import CompressionSpec, compress
+    from dse.evaluate import prepare_for_study, study_trial_model
+    from dse.hf_export import DevRows, save_exported_model
+    from dse.modeling.loading import load_tokenizer, resolve_model_source
+
+    out = Path(out)
+    if out.suffix == ".json":
+        raise DSEError(f"{out}: the export is a folder (design.json, model/, accelerator.json); "
+                       "give a folder name")
+    if out.exists() and not out.is_dir():
+        raise DSEError(f"{out} exists and is not a folder")
+    trial = _complete_trial(study, number)
+    knobs = config.knob_values(trial.user_attrs["knobs"])
+    prepared = prepare_for_study(config)
+    expected = study.user_attrs.get("prepared_key")
+    if expected is not None and prepared.info.key != expected:
+        raise DSEError(f"the fine-tuned model now has key {prepared.info.key} but the study used {expected} "
+                       "(model, data, fine-tuning settings or torch changed); its accuracy would differ")
+    spec = CompressionSpec.from_knobs(knobs)  # training-time knobs: start from the trained model
+    compressed, achieved = compress(study_trial_model(config, prepared, spec.training), spec)
+    metrics = trial.user_attrs["metrics"]
+    save_exported_model(
+        compressed, load_tokenizer(resolve_model_source(config.model.name)), out / MODEL_DIR,
+        task=config.task, max_seq_length=config.model.max_seq_length,
+        exit_threshold=float(knobs["exit_threshold"]),
+        dev_rows=DevRows(glue_dir=config.data.glue_dir,
+                         dev_subset=config.data.dev_subset, seed=config.data.seed),
+        compression={k: v for k, v in knobs.items() if KNOBS[k].affects_accuracy},
+        achieved=achieved,
+        design={"study": config.name, "trial": number, "config_hash": config_hash(config),
+                "prepared_key": prepared.info.key,
+                "metrics": {k: metrics[k] for k in ("accuracy", "avg_exit_layer") if k in metrics}},
+    )
+    record = design_record(study, config, number, cache_dir=cache_dir,
+                           tensor_max_abs=_quantized_max_abs(compressed))
+    write_design(record["_data"]["accelerator"], out / ACCELERATOR_FILE)
+    write_design(record, out / DESIGN_FILE)
+    return out
+
+
+def design_path(path: Path) -> Path:
+    """The design JSON of ``path``: an export folder's design.json, or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / DESIGN_FILE).is_file():
+            hint = "; score an exported model with: dse evaluate --model" if (path / "config.json").is_file() else ""
+            raise DSEError(f"{path}: not a design export folder (no {DESIGN_FILE}){hint}")
+        return path / DESIGN_FILE
+    return path
+
+
 def load_design(path: Path) -> tuple[dict[str, Any], StudyConfig]:
-    """The design's ``_data`` and its study definition; refuses unknown types and versions."""
+    """The design's ``_data`` and its study definition; refuses unknown types and versions.
+
+    ``path`` is an export folder or its design.json (or a version-1 lone JSON file).
+    """
+    path = design_path(path)
     try:
         record = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -109,10 +213,13 @@ def load_design(path: Path) -> tuple[dict[str, Any], StudyConfig]:
         raise DSEError(f"{path}: not a readable JSON design export ({exc.__class__.__name__})") from None
     if not isinstance(record, dict) or record.get("_type") != EXPORT_TYPE:
         raise DSEError(f"{path}: not an {EXPORT_TYPE} export")
-    if record.get("_version") != EXPORT_VERSION:
+    if record.get("_version") not in READABLE_VERSIONS:
         raise DSEError(f"{path}: export version {record.get('_version')} is not supported "
-                       f"(this tool reads {EXPORT_VERSION})")
-    data = record["_data"]
+                       f"(this tool reads {', '.join(map(str, READABLE_VERSIONS))})")
+    data = record.get("_data")
+    if not isinstance(data, dict) or not {"compression", "hardware", "study_definition"} <= set(data):
+        raise DSEError(f"{path}: malformed {EXPORT_TYPE} export (missing compression, hardware "
+                       "or study_definition)")
     unknown = set(data["compression"]) | set(data["hardware"])
     unknown -= set(KNOBS)
     if unknown:

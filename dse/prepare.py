@@ -29,7 +29,19 @@ from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.loading import load_backbone, load_tokenizer
 
-__all__ = ["PREPARE_VERSION", "PreparedModel", "cache_root", "load_prepared", "prepare_model"]
+__all__ = [
+    "PREPARE_VERSION",
+    "PreparedModel",
+    "cache_root",
+    "layer_cls_features",
+    "load_checkpoint",
+    "load_prepared",
+    "load_train_rows",
+    "offramp_rows",
+    "prepare_model",
+    "save_checkpoint",
+    "train_offramps",
+]
 
 PREPARE_VERSION = 1
 log = logging.getLogger(__name__)
@@ -144,7 +156,7 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
 
 
 @torch.inference_mode()
-def _features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
+def layer_cls_features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
     """[CLS] vectors after every layer, ``[layers, rows, hidden]`` in dataset order."""
     model.eval()
     out = torch.empty(model.num_layers, len(enc), model.config.hidden_size)
@@ -155,7 +167,8 @@ def _features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tens
     return out
 
 
-def _stage2(model: EarlyExitModel, feats: torch.Tensor, labels: torch.Tensor, cfg: FinetuneConfig) -> None:
+def train_offramps(model: EarlyExitModel, feats: torch.Tensor, labels: torch.Tensor, cfg: FinetuneConfig) -> None:
+    """Stage 2: train every off-ramp but the last on cached ``[layers, rows, hidden]`` features."""
     ramps = model.off_ramps[:-1]
     if len(ramps) == 0:
         return
@@ -189,7 +202,12 @@ def predictions(logits: torch.Tensor) -> np.ndarray:
     return (logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1)).numpy()
 
 
-def _save(model: EarlyExitModel, info: PreparedInfo, target: Path) -> None:
+def save_checkpoint(model: EarlyExitModel, info: dict, target: Path) -> None:
+    """Backbone, off-ramps, hard spans (when any is finite) and ``info.json``, written atomically.
+
+    If another process wrote ``target`` first (two Ray workers training the same model), its
+    checkpoint is kept and ours dropped: both came from the same inputs.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
@@ -198,18 +216,49 @@ def _save(model: EarlyExitModel, info: PreparedInfo, target: Path) -> None:
             {k: v.contiguous() for k, v in model.off_ramps.state_dict().items()},
             str(tmp / "off_ramps.safetensors"),
         )
-        (tmp / "info.json").write_text(json.dumps(asdict(info), indent=2))
-        os.replace(tmp, target)  # atomic: a half-written checkpoint is never visible
+        if bool(torch.isfinite(model.spans).any()):
+            safetensors.torch.save_file({"spans": model.spans.contiguous()}, str(tmp / "spans.safetensors"))
+        (tmp / "info.json").write_text(json.dumps(info, indent=2))
+        try:
+            os.replace(tmp, target)  # atomic: a half-written checkpoint is never visible
+        except OSError:
+            if not (target / "info.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def load_checkpoint(path: Path, num_labels: int) -> EarlyExitModel:
+    """The model written by :func:`save_checkpoint`, in eval mode."""
+    model = EarlyExitModel(load_backbone(str(path / "backbone")), num_labels)
+    model.off_ramps.load_state_dict(safetensors.torch.load_file(str(path / "off_ramps.safetensors")))
+    if (path / "spans.safetensors").is_file():
+        model.spans.copy_(safetensors.torch.load_file(str(path / "spans.safetensors"))["spans"])
+    model.eval()
+    return model
+
+
 def load_prepared(path: Path) -> PreparedModel:
     info = PreparedInfo(**json.loads((path / "info.json").read_text()))
-    model = EarlyExitModel(load_backbone(str(path / "backbone")), info.num_labels)
-    model.off_ramps.load_state_dict(safetensors.torch.load_file(str(path / "off_ramps.safetensors")))
-    model.eval()
-    return PreparedModel(model, info, path)
+    return PreparedModel(load_checkpoint(path, info.num_labels), info, path)
+
+
+def offramp_rows(train: EncodedSet, finetune: FinetuneConfig) -> EncodedSet:
+    """The seeded subset of training rows whose [CLS] features train the off-ramps."""
+    if finetune.offramp_train_subset is not None and finetune.offramp_train_subset < len(train):
+        rng = np.random.default_rng(finetune.seed)
+        return train.subset(np.sort(rng.choice(len(train), finetune.offramp_train_subset, replace=False)))
+    return train
+
+
+def load_train_rows(*, model_source: str, task: str, glue_dir: Path | None,
+                    finetune: FinetuneConfig) -> tuple[EncodedSet, int]:
+    """The tokenized fine-tuning rows (``finetune``'s subset) and the tokenizer's pad id."""
+    train_ds = load_glue(task_spec(task).name, "train", glue_dir=glue_dir)
+    tokenizer = load_tokenizer(model_source)
+    train_all = encode_dataset(train_ds, tokenizer, max_length=finetune.max_train_seq_length)
+    train = _train_subset(train_all, train_ds.data.column("text_a").to_pylist(), finetune)
+    return train, tokenizer.pad_token_id or 0
 
 
 def prepare_model(
@@ -245,11 +294,8 @@ def prepare_model(
     t0 = time.perf_counter()
     _stage1(model, train, finetune, pad_id)
     t1 = time.perf_counter()
-    ramp_rows = train
-    if finetune.offramp_train_subset is not None and finetune.offramp_train_subset < len(train):
-        rng = np.random.default_rng(finetune.seed)
-        ramp_rows = train.subset(np.sort(rng.choice(len(train), finetune.offramp_train_subset, replace=False)))
-    _stage2(model, _features(model, ramp_rows, pad_id), torch.as_tensor(ramp_rows.labels), finetune)
+    ramp_rows = offramp_rows(train, finetune)
+    train_offramps(model, layer_cls_features(model, ramp_rows, pad_id), torch.as_tensor(ramp_rows.labels), finetune)
     t2 = time.perf_counter()
 
     dev = encode_dataset(dev_ds, tokenizer, max_length=max_seq_length)
@@ -261,7 +307,7 @@ def prepare_model(
         baseline_dev_metric_by_layer=by_layer, stage1_seconds=round(t1 - t0, 1),
         stage2_seconds=round(t2 - t1, 1),
     )
-    _save(model, info, target)
+    save_checkpoint(model, asdict(info), target)
     log.info("prepared %s: dev %s %.4f (stage 1 %.0f s, stage 2 %.1f s)",
              spec.name, spec.main_metric, info.baseline_dev_metric, t1 - t0, t2 - t1)
     return PreparedModel(model, info, target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ from torch import nn
 from dse.compression.adaptivfloat import AdaptivFloatFormat, quantize_model_weights_
 from dse.compression.pruning import achieved_sparsity, magnitude_mask
 from dse.modeling.early_exit import EarlyExitModel
+from dse.training.spec import TrainingSpec
 
 __all__ = ["CompressionSpec", "compress", "embedding_tables", "encoder_linears"]
 
@@ -25,13 +26,21 @@ class CompressionSpec:
     weight_bits: int = 8
     weight_exp_bits: int = 3
     attention_span: int = 512  # tokens; >= the longest sentence means "no mask"
+    # Training-time knobs: which model the post-training compression above is applied to
+    # (the prepared one when they are at their defaults; see dse.training).
+    training: TrainingSpec = field(default_factory=TrainingSpec)
 
     @classmethod
     def from_knobs(cls, knobs: dict) -> "CompressionSpec":
-        return cls(**{k: knobs[k] for k in cls.__dataclass_fields__})
+        post = {f.name: knobs[f.name] for f in fields(cls) if f.name != "training"}
+        return cls(**post, training=TrainingSpec.from_knobs(knobs))
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready knob values; the training part only when it trains (keeps older cache keys)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        if not self.training.is_noop:
+            out["training"] = self.training.canonical().model_dump(mode="json")
+        return out
 
 
 def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:
@@ -82,7 +91,8 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
         out, fmt, include=lambda _n, m: isinstance(m, nn.Linear) or id(m) in table_ids
     )
     report["quantized_tensors"] = float(len(biases))
-    out.spans.fill_(math.inf if spec.attention_span >= 512 else float(spec.attention_span))
+    # The knob can only shorten spans a compression-aware fine-tune learned (inf = none learned).
+    out.spans.clamp_(max=math.inf if spec.attention_span >= 512 else float(spec.attention_span))
     return out, report
 
 

@@ -36,10 +36,16 @@ def _top_flat_mask(values: torch.Tensor, keep: int) -> torch.Tensor:
     """Bool mask over flat ``values`` marking the ``keep`` largest; ties -> lower index."""
     flat = values.reshape(-1)
     mask = torch.zeros(flat.shape, dtype=torch.bool, device=flat.device)
-    if keep > 0:
-        # Stable descending sort: equal values stay in index order, so ties are deterministic.
-        order = torch.argsort(flat, descending=True, stable=True)
-        mask[order[:keep]] = True
+    if keep >= flat.numel():
+        mask[:] = True
+    elif keep > 0:
+        # Same result as a stable descending sort, in linear time (a sort of an 11.7M-entry
+        # embedding table dominated a trial): everything above the keep-th largest value, then
+        # the lowest-index entries equal to it, so ties are deterministic.
+        kth = torch.kthvalue(flat, flat.numel() - keep + 1).values
+        mask = flat > kth
+        ties = torch.nonzero(flat == kth).reshape(-1)
+        mask[ties[: keep - int(mask.sum())]] = True
     return mask
 
 

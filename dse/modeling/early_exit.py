@@ -2,7 +2,7 @@
 
 The encoder runs through our own functional layer loop over the Hugging Face submodules, so
 that we control early exit (stop computing at the exit layer, any batch size), the hard
-attention-span mask and activation hooks, while the weights stay in the HF modules
+and adaptive attention-span masks and activation hooks, while the weights stay in the HF modules
 (``save_pretrained`` keeps working). ``tests/dse/modeling`` checks this loop against HF's own
 forward.
 """
@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+
+from dse.compression.span import AdaptiveSpan, hard_span_bias, renormalized_probs
 
 __all__ = ["EarlyExitModel", "OffRamp", "entropy", "simulate_early_exit"]
 
@@ -49,6 +51,11 @@ def simulate_early_exit(
     return logits, exit_idx.to(torch.int64) + 1
 
 
+def _span_key(attention_name: str) -> str:
+    """``ModuleDict`` key of an attention module's span (keys may not contain dots)."""
+    return attention_name.replace(".", "__")
+
+
 def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Additive attention bias ``[b, 1, 1, s]`` that hides padded keys."""
     bias = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
@@ -77,6 +84,13 @@ class EarlyExitModel(nn.Module):
     only when their distance is within the span. The span is measured between positions
     (Sukhbaatar et al.'s relative form) rather than from the padded end as EdgeBERT's code
     does, so results never depend on padding or batch size.
+
+    ``adaptive_spans`` (empty unless :meth:`attach_adaptive_spans` was called) holds one
+    learnable :class:`AdaptiveSpan` per attention module — one per layer for BERT, one per
+    shared attention for ALBERT. In training mode its soft mask multiplies the attention
+    probabilities after softmax; in eval mode its hard span (combined with ``spans`` by
+    minimum) masks the scores. :meth:`bake_adaptive_spans` writes the learned hard spans into
+    ``spans`` and drops the modules.
     """
 
     def __init__(self, backbone: PreTrainedModel, num_labels: int) -> None:
@@ -100,6 +114,7 @@ class EarlyExitModel(nn.Module):
         self.register_buffer(
             "spans", torch.full((self.num_layers, self.num_heads), math.inf), persistent=False
         )
+        self.adaptive_spans = nn.ModuleDict()
         self._act = ACT2FN[config.hidden_act]
 
     @property
@@ -122,38 +137,90 @@ class EarlyExitModel(nn.Module):
         group = int(index / (self.num_layers / self.config.num_hidden_groups))
         return list(enc.albert_layer_groups[group].albert_layers)
 
-    def _attention(self, q_lin, k_lin, v_lin, h, bias, dropout_p):  # noqa: ANN001
+    def _attention_names(self, index: int) -> list[str]:
+        """Backbone names of the attention module(s) of layer ``index``, parallel to ``_layer_modules``."""
+        if self.config.model_type == "bert":
+            return [f"encoder.layer.{index}.attention.self"]
+        group = int(index / (self.num_layers / self.config.num_hidden_groups))
+        return [f"encoder.albert_layer_groups.{group}.albert_layers.{j}.attention"
+                for j in range(self.config.inner_group_num)]
+
+    def attention_modules(self) -> dict[str, nn.Module]:
+        """Every distinct attention module by backbone name (ALBERT: the shared ones once)."""
+        names = dict.fromkeys(n for i in range(self.num_layers) for n in self._attention_names(i))
+        return {n: self.backbone.get_submodule(n) for n in names}
+
+    def attach_adaptive_spans(self, *, max_span_tokens: int, ramp_tokens: int, init_tokens: float) -> nn.ModuleDict:
+        """One learnable span per head of every distinct attention module (replaces any attached)."""
+        self.adaptive_spans = nn.ModuleDict({
+            _span_key(n): AdaptiveSpan(self.num_heads, max_span_tokens=max_span_tokens,
+                                       ramp_tokens=ramp_tokens, init_tokens=init_tokens)
+            for n in self.attention_modules()
+        }).to(self.spans.device)
+        return self.adaptive_spans
+
+    @torch.no_grad()
+    def bake_adaptive_spans(self) -> torch.Tensor:
+        """Write the learned hard spans into ``spans`` (minimum with what is there); drop the modules.
+
+        An ALBERT layer with several inner attentions gets the largest of their spans, since
+        ``spans`` holds one row per layer position; with ``inner_group_num = 1`` (every
+        released ALBERT) this is exact.
+        """
+        for index in range(self.num_layers):
+            learned = [self.adaptive_spans[_span_key(n)].hard_spans()
+                       for n in self._attention_names(index) if _span_key(n) in self.adaptive_spans]
+            if learned:
+                self.spans[index] = torch.minimum(self.spans[index], torch.stack(learned).amax(0))
+        self.adaptive_spans = nn.ModuleDict()
+        return self.spans.clone()
+
+    def _attention(self, q_lin, k_lin, v_lin, h, bias, dropout_p, soft_mask=None):  # noqa: ANN001
         b, s, _ = h.shape
         shape = (b, s, self.num_heads, -1)
         q = q_lin(h).view(shape).transpose(1, 2)
         k = k_lin(h).view(shape).transpose(1, 2)
         v = v_lin(h).view(shape).transpose(1, 2)
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+        if soft_mask is None:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+        else:  # the adaptive span mask acts after softmax, so the fused kernel cannot be used
+            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias
+            probs = renormalized_probs(torch.softmax(scores, dim=-1), soft_mask[None])
+            ctx = F.dropout(probs, dropout_p, self.training) @ v
         return ctx.transpose(1, 2).reshape(b, s, -1)
 
+    def _span_masks(self, index: int, name: str, s: int, pad_bias: torch.Tensor):  # noqa: ANN202
+        """(additive bias, soft mask or None) for one attention module of layer ``index``."""
+        spans = self.spans[index]
+        key = _span_key(name)
+        adaptive = self.adaptive_spans[key] if key in self.adaptive_spans else None
+        soft = None
+        if adaptive is not None:
+            if self.training:
+                soft = adaptive.soft_mask(s)
+            else:
+                spans = torch.minimum(spans, adaptive.hard_spans())
+        span_bias = hard_span_bias(spans, s, pad_bias.dtype)
+        if span_bias is None:
+            return pad_bias, soft
+        # finfo.min + finfo.min is -inf; a row with no visible key would then softmax to NaN
+        return (pad_bias + span_bias).clamp(min=torch.finfo(pad_bias.dtype).min), soft
+
     def _run_layer(self, index: int, h: torch.Tensor, pad_bias: torch.Tensor) -> torch.Tensor:
-        bias = pad_bias
-        span = self.spans[index]
-        if torch.isfinite(span).any():
-            s = h.shape[1]
-            pos = torch.arange(s, device=h.device)
-            dist = (pos[:, None] - pos[None, :]).abs().to(span.dtype)  # [s, s]
-            allowed = dist[None] <= span[:, None, None]  # [heads, s, s]
-            span_bias = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device)
-            span_bias.masked_fill_(~allowed, torch.finfo(h.dtype).min)
-            bias = pad_bias + span_bias[None]
+        s = h.shape[1]
         p = self.config.attention_probs_dropout_prob if self.training else 0.0
         hp = self.config.hidden_dropout_prob if self.training else 0.0
-        for mod in self._layer_modules(index):
+        for mod, name in zip(self._layer_modules(index), self._attention_names(index), strict=True):
+            bias, soft = self._span_masks(index, name, s, pad_bias)
             if self.config.model_type == "bert":
                 sa, ao = mod.attention.self, mod.attention.output
-                ctx = self._attention(sa.query, sa.key, sa.value, h, bias, p)
+                ctx = self._attention(sa.query, sa.key, sa.value, h, bias, p, soft)
                 a = ao.LayerNorm(F.dropout(ao.dense(ctx), hp, self.training) + h)
                 inter = self._act(mod.intermediate.dense(a))
                 h = mod.output.LayerNorm(F.dropout(mod.output.dense(inter), hp, self.training) + a)
             else:
                 att = mod.attention
-                ctx = self._attention(att.query, att.key, att.value, h, bias, p)
+                ctx = self._attention(att.query, att.key, att.value, h, bias, p, soft)
                 a = att.LayerNorm(h + F.dropout(att.dense(ctx), hp, self.training))
                 ffn = mod.ffn_output(self._act(mod.ffn(a)))
                 h = mod.full_layer_layer_norm(F.dropout(ffn, hp, self.training) + a)

@@ -1,21 +1,49 @@
 """Where trial evaluations run: in the coordinator process, or as Ray tasks.
 
 Workers are pure: they receive a knob dict and return a ``TrialOutcome``; only the
-coordinator touches the Optuna storage.
+coordinator touches the Optuna storage. A failed evaluation comes back as the exception,
+after the retries it deserves: transient errors (:class:`TransientEvaluationError`) are
+re-run in place, and with Ray a dead worker process is re-run on a fresh one.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from dse.errors import DSEError
 from dse.evaluate import EvalContext, TrialOutcome, evaluate_trial
 
-__all__ = ["Executor", "InlineExecutor", "RayExecutor", "make_executor"]
+__all__ = [
+    "EvaluateFn",
+    "Executor",
+    "InlineExecutor",
+    "OneEvaluationPerKey",
+    "RayExecutor",
+    "TransientEvaluationError",
+    "compression_key",
+    "make_executor",
+]
 
+log = logging.getLogger(__name__)
+
+EvaluateFn = Callable[[EvalContext, dict[str, Any]], TrialOutcome]
 Result = tuple[int, TrialOutcome | BaseException]
+
+
+class TransientEvaluationError(RuntimeError):
+    """An evaluation error worth re-running as is (I/O, memory pressure); raise it to ask for a retry."""
+
+
+def _evaluate(evaluate: EvaluateFn, ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
+    try:
+        return evaluate(ctx, knobs)
+    except (OSError, MemoryError) as exc:  # the cache disk or RAM, not the design: may pass next time
+        raise TransientEvaluationError(f"{exc.__class__.__name__}: {exc}") from exc
 
 
 class Executor(Protocol):
@@ -28,8 +56,10 @@ class Executor(Protocol):
 class InlineExecutor:
     """Evaluates each trial in the coordinator process, one at a time."""
 
-    def __init__(self, ctx: EvalContext) -> None:
+    def __init__(self, ctx: EvalContext, *, evaluate: EvaluateFn = evaluate_trial, max_retries: int = 2) -> None:
         self._ctx = ctx
+        self._evaluate = evaluate
+        self._max_retries = max_retries
         self._queue: deque[tuple[int, dict[str, Any]]] = deque()
 
     def submit(self, number: int, knobs: dict[str, Any]) -> None:
@@ -37,10 +67,16 @@ class InlineExecutor:
 
     def wait_one(self) -> Result:
         number, knobs = self._queue.popleft()
-        try:
-            return number, evaluate_trial(self._ctx, knobs)
-        except Exception as exc:  # a failed evaluation fails its trial, not the study
-            return number, exc
+        for attempt in range(self._max_retries + 1):
+            try:
+                return number, _evaluate(self._evaluate, self._ctx, knobs)
+            except TransientEvaluationError as exc:
+                if attempt == self._max_retries:
+                    return number, exc
+                log.warning("trial %d: %s; retrying (%d/%d)", number, exc, attempt + 1, self._max_retries)
+            except Exception as exc:  # a failed evaluation fails its trial, not the study
+                return number, exc
+        raise AssertionError("unreachable")
 
     def in_flight(self) -> int:
         return len(self._queue)
@@ -54,46 +90,64 @@ class InlineExecutor:
 _WORKER_CONTEXTS: dict[str, EvalContext] = {}
 
 
-def _evaluate_in_worker(ctx_box: list, knobs: dict[str, Any], num_threads: int) -> TrialOutcome:
+def _evaluate_in_worker(ctx_box: list, evaluate: EvaluateFn, knobs: dict[str, Any], num_threads: int) -> TrialOutcome:
     import ray
     import torch
 
     torch.set_num_threads(num_threads)  # a reused worker keeps a stale OMP setting otherwise
-    ref = ctx_box[0]
+    ref = ctx_box[0]  # boxed: a bare ObjectRef argument would be fetched and unpickled per task
     key = ref.hex()
     if key not in _WORKER_CONTEXTS:
         _WORKER_CONTEXTS.clear()
         _WORKER_CONTEXTS[key] = ray.get(ref)
-    return evaluate_trial(_WORKER_CONTEXTS[key], knobs)
+    return _evaluate(evaluate, _WORKER_CONTEXTS[key], knobs)
 
 
 class RayExecutor:
-    """Runs evaluations as Ray tasks; local Ray by default, or joins ``address``."""
+    """Runs evaluations as Ray tasks; a local Ray instance by default, or joins ``address``."""
 
-    def __init__(self, ctx: EvalContext, *, address: str | None, cpus_per_trial: float,
-                 max_retries: int = 2) -> None:
+    def __init__(self, ctx: EvalContext, *, evaluate: EvaluateFn = evaluate_trial, address: str | None = None,
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2) -> None:
         import ray
 
-        address = address or os.environ.get("RAY_ADDRESS")
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self._started = False
         try:
             if not ray.is_initialized():
                 if address:
                     ray.init(address=address, include_dashboard=False, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False,
+                else:  # a private local instance; address="local" ignores a stray RAY_ADDRESS
+                    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                              log_to_driver=False)
+                self._started = True
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise DSEError(f"cannot start or join Ray ({address or 'local'}): {exc}") from None
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise DSEError(f"cannot start or join Ray ({address or 'local'}): {first}") from None
+        cpus = float(ray.cluster_resources().get("CPU", 0))
+        if cpus_per_trial > cpus:
+            self.close()
+            raise DSEError(f"executor.cpus_per_trial={cpus_per_trial:g} but the Ray cluster has {cpus:g} CPUs")
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if gpus_per_trial > gpus:
+            self.close()
+            raise DSEError(f"executor.gpus_per_trial={gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs")
         self._ray = ray
-        self._ctx_ref = ray.put(ctx)
+        self.capacity = max(1, int(cpus // cpus_per_trial))  # trials the cluster runs at once
+        self._ctx_ref = ray.put(ctx)  # once per study; workers cache the unpickled copy
+        self._evaluate_ref = evaluate
         self._threads = max(1, int(cpus_per_trial))
-        self._remote = ray.remote(num_cpus=cpus_per_trial, max_retries=max_retries)(
-            _evaluate_in_worker
-        )
+        resources: dict[str, float] = {"num_cpus": cpus_per_trial}
+        if gpus_per_trial:
+            resources["num_gpus"] = gpus_per_trial
+        self._remote = ray.remote(
+            **resources,
+            max_retries=max_retries,  # a dead worker process: re-run on a fresh one
+            retry_exceptions=[TransientEvaluationError],
+        )(_evaluate_in_worker)
         self._pending: dict[Any, int] = {}
 
     def submit(self, number: int, knobs: dict[str, Any]) -> None:
-        ref = self._remote.remote([self._ctx_ref], knobs, self._threads)
+        ref = self._remote.remote([self._ctx_ref], self._evaluate_ref, knobs, self._threads)
         self._pending[ref] = number
 
     def wait_one(self) -> Result:
@@ -101,7 +155,7 @@ class RayExecutor:
         number = self._pending.pop(ready[0])
         try:
             return number, self._ray.get(ready[0])
-        except Exception as exc:  # RayTaskError wraps the worker's exception
+        except Exception as exc:  # RayTaskError wraps the worker's exception; WorkerCrashedError has none
             cause = getattr(exc, "cause", None)
             return number, cause if isinstance(cause, BaseException) else exc
 
@@ -109,14 +163,70 @@ class RayExecutor:
         return len(self._pending)
 
     def close(self) -> None:
-        for ref in self._pending:
+        for ref in getattr(self, "_pending", {}):
             self._ray.cancel(ref, force=True)
-        self._pending.clear()
+        self._pending = {}
+        if self._started:  # our own local instance: do not leave Ray processes behind
+            import ray
+
+            ray.shutdown()
+            self._started = False
 
 
-def make_executor(kind: str, ctx: EvalContext, *, address: str | None, cpus_per_trial: float) -> Executor:
+def compression_key(knobs: dict[str, Any]) -> str:
+    """Identity of the model evaluation a trial needs (the logits cache key's knob part)."""
+    from dse.compression.apply import CompressionSpec
+
+    return json.dumps(CompressionSpec.from_knobs(knobs).as_dict(), sort_keys=True)
+
+
+class OneEvaluationPerKey:
+    """Holds back a trial whose model evaluation is already in flight, so it is computed once.
+
+    Two concurrent trials that differ only in cheap knobs would both miss the logits cache;
+    the second one waits and then hits the cache instead.
+    """
+
+    def __init__(self, inner: Executor, key: Callable[[dict[str, Any]], str] = compression_key) -> None:
+        self._inner = inner
+        self._key = key
+        self._running: dict[int, str] = {}
+        self._held: deque[tuple[int, dict[str, Any], str]] = deque()
+
+    def submit(self, number: int, knobs: dict[str, Any]) -> None:
+        key = self._key(knobs)
+        if key in self._running.values():
+            self._held.append((number, knobs, key))
+        else:
+            self._running[number] = key
+            self._inner.submit(number, knobs)
+
+    def wait_one(self) -> Result:
+        number, result = self._inner.wait_one()
+        key = self._running.pop(number)
+        for item in list(self._held):
+            if item[2] == key:  # its evaluation is done (cached, or failed): run it now
+                self._held.remove(item)
+                self._running[item[0]] = key
+                self._inner.submit(item[0], item[1])
+                break
+        return number, result
+
+    def in_flight(self) -> int:
+        return self._inner.in_flight() + len(self._held)
+
+    def close(self) -> None:
+        self._held.clear()
+        self._inner.close()
+
+
+def make_executor(kind: str, ctx: EvalContext, *, address: str | None = None, cpus_per_trial: float = 1.0,
+                  gpus_per_trial: float = 0.0, max_retries: int = 2,
+                  evaluate: EvaluateFn = evaluate_trial) -> Executor:
     if kind == "inline":
-        return InlineExecutor(ctx)
+        return InlineExecutor(ctx, evaluate=evaluate, max_retries=max_retries)
     if kind == "ray":
-        return RayExecutor(ctx, address=address, cpus_per_trial=cpus_per_trial)
+        return OneEvaluationPerKey(RayExecutor(ctx, evaluate=evaluate, address=address,
+                                               cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                                               max_retries=max_retries))
     raise DSEError(f"unknown executor {kind!r} (inline or ray)")

@@ -73,6 +73,13 @@ BAD = [
     (_with(fixed={"exit_threshold": 0.1}), "both searched and fixed"),
     (_with(sampler={"name": "annealing"}), "sampler.name"),
     (_with(finetune={"epochs": -1}), "finetune.epochs"),
+    (_with(hypervolume_reference={"accuracy": 70, "energy_uj": 900}), "missing latency_ms"),
+    (_with(hypervolume_reference={"accuracy": 70, "energy_uj": 900, "latency_ms": 3, "area_mm2": 2}),
+     "not objectives: area_mm2"),
+    (_with(hypervolume_reference={"accuracy": 70, "energy_uj": "high", "latency_ms": 3}),
+     "hypervolume_reference.energy_uj: Input should be a valid number"),
+    (_with(hypervolume_reference={"accuracy": 70, "energy_uj": float("nan"), "latency_ms": 3}),
+     "energy_uj must be a finite number"),
 ]
 
 
@@ -84,6 +91,15 @@ def test_bad_definitions_give_one_clear_line(data, message, tmp_path: Path) -> N
     text = str(err.value)
     assert message in text
     assert "\n" not in text and text.startswith(str(path))
+
+
+def test_hypervolume_reference_is_kept_and_hashed() -> None:
+    plain = load_study_config(_write(MINIMAL))
+    assert plain.hypervolume_reference is None
+    ref = {"accuracy": 70.0, "energy_uj": 900.0, "latency_ms": 3.0}
+    with_ref = load_study_config(_write({**MINIMAL, "hypervolume_reference": ref}))
+    assert with_ref.hypervolume_reference == ref
+    assert config_hash(with_ref) != config_hash(plain)  # part of the study: changing it is a new study
 
 
 def test_missing_file() -> None:

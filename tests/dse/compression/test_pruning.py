@@ -274,3 +274,15 @@ def test_other_validation() -> None:
         embedding_prune_schedule(-1, epochs=10, final_percentile=60)
     with pytest.raises(ValueError, match="final_percentile"):
         embedding_prune_schedule(0, epochs=10, final_percentile=101)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.93])
+def test_linear_time_top_k_matches_a_stable_sort(seed: int, sparsity: float) -> None:
+    # small integers: many ties, so the lower-index rule is exercised
+    w = torch.randint(-4, 5, (37, 23), generator=torch.Generator().manual_seed(seed)).float()
+    keep = round((1 - sparsity) * w.numel())
+    order = torch.argsort(w.abs().reshape(-1), descending=True, stable=True)
+    expected = torch.zeros(w.numel(), dtype=torch.bool)
+    expected[order[:keep]] = True
+    assert torch.equal(magnitude_mask(w, sparsity=sparsity).reshape(-1), expected)

@@ -83,3 +83,64 @@ def test_rejects_other_architectures() -> None:
 
     with pytest.raises(ValueError, match="unsupported model type"):
         EarlyExitModel(GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2)), num_labels=2)
+
+
+# ----- adaptive attention span -----------------------------------------------------------------
+
+
+def _no_dropout(model: EarlyExitModel) -> EarlyExitModel:
+    """Train mode without dropout, so train-mode outputs are deterministic."""
+    model.config.attention_probs_dropout_prob = 0.0
+    model.config.hidden_dropout_prob = 0.0
+    for module in model.modules():  # the HF embeddings and the off-ramps own nn.Dropout modules
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def test_adaptive_span_one_per_attention_module(tiny_model: EarlyExitModel) -> None:
+    spans = tiny_model.attach_adaptive_spans(max_span_tokens=16, ramp_tokens=2, init_tokens=1.0)
+    # BERT: one attention per layer; ALBERT: the one shared attention serves all 4 layers
+    assert len(spans) == (3 if tiny_model.config.model_type == "bert" else 1)
+    assert all(s.span_fraction.shape == (tiny_model.num_heads,) for s in spans.values())
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_adaptive_span_active_at_every_batch_size(tiny_model: EarlyExitModel, tiny_batch, train_mode) -> None:  # noqa: ANN001
+    """EdgeBERT skips its span mask unless the batch equals the training batch; ours never does."""
+    model = _no_dropout(tiny_model).train(train_mode)
+    base = model(**tiny_batch)
+    model.attach_adaptive_spans(max_span_tokens=16, ramp_tokens=2, init_tokens=1.0)
+    full = model(**tiny_batch)  # ragged last batch of a 4-row training batch: 5 rows
+    assert not torch.allclose(full, base, atol=1e-4)
+    for rows in ([0], [0, 1, 2, 3], [4]):  # batch size 1, the training batch size, the ragged rest
+        n = int(tiny_batch["attention_mask"][rows].sum(1).max())
+        part = model(**{k: v[rows, :n] for k, v in tiny_batch.items()})
+        assert torch.allclose(part, full[:, rows], atol=1e-5)
+        assert not torch.allclose(part, base[:, rows], atol=1e-4)
+
+
+def test_adaptive_span_eval_uses_hard_mask_and_bakes(tiny_model: EarlyExitModel, tiny_batch) -> None:  # noqa: ANN001
+    spans = tiny_model.attach_adaptive_spans(max_span_tokens=16, ramp_tokens=2, init_tokens=1.0)
+    with torch.no_grad():
+        for i, s in enumerate(spans.values()):
+            s.span_fraction.copy_(torch.tensor([0.0, 0.1, 0.2, 1.0]) + 0.01 * i)
+    learned = tiny_model(**tiny_batch)
+    expected = torch.stack([s.hard_spans() for s in spans.values()])
+    baked = tiny_model.bake_adaptive_spans()
+    assert len(tiny_model.adaptive_spans) == 0
+    if tiny_model.config.model_type == "bert":
+        assert torch.equal(baked, expected)
+    else:  # shared attention: every layer position gets the same spans
+        assert torch.equal(baked, expected.expand(4, -1))
+    # head 0: ceil(0 + 2) - 1 = 1; head 1 (BERT layer 0): ceil(1.6 + 2) - 1 = 3
+    assert baked[0, 0].item() == 1.0 and baked[0, 1].item() == 3.0
+    assert torch.allclose(tiny_model(**tiny_batch), learned, atol=1e-6)
+
+
+def test_gradients_reach_the_span_through_the_model(tiny_model: EarlyExitModel, tiny_batch) -> None:  # noqa: ANN001
+    model = _no_dropout(tiny_model).train()
+    spans = model.attach_adaptive_spans(max_span_tokens=16, ramp_tokens=4, init_tokens=2.5)
+    model.final_logits(**tiny_batch).square().sum().backward()
+    for s in spans.values():
+        assert s.span_fraction.grad is not None and bool((s.span_fraction.grad != 0).all())

@@ -1,0 +1,1 @@
+"""Training-time compression: pruning schedule, distillation loss, compression-aware fine-tune."""
