@@ -88,7 +88,7 @@ def naive_trial(ctx, knobs: dict) -> float:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("search_spaces/sst2_minilm.yaml"))
-    parser.add_argument("--model-trials", type=int, default=3, help="trials that change the model")
+    parser.add_argument("--model-trials", type=int, default=5, help="trials that change the model")
     parser.add_argument("--cheap-trials", type=int, default=200, help="threshold/hardware-only trials")
     parser.add_argument("--naive-trials", type=int, default=2, help="trials run the naive way")
     parser.add_argument("--seed", type=int, default=0)

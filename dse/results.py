@@ -186,6 +186,10 @@ def pareto_table(trials: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
     if done.empty:
         return done
     front = done[pareto_mask(done[names].to_numpy(), config.directions())]
+    # one row per design: TPE re-samples and sweeps re-derive identical knob settings
+    knobs = [c for c in front.columns if c.startswith("knob.")]
+    if knobs:
+        front = front.sort_values("trial").drop_duplicates(subset=knobs, keep="first")
     ascending = config.directions()[0] == "minimize"
     return front.sort_values(names[0], ascending=ascending).reset_index(drop=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -71,17 +72,18 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
     quantization of every linear weight and embedding table (zeros stay zero), then the
     hard attention-span mask.
     """
+    ranks = _sorted_magnitudes(model) if spec.encoder_pruning > 0 or spec.embedding_pruning > 0 else {}
     out = copy.deepcopy(model)
     out.eval()
     report: dict[str, float] = {}
     linears = encoder_linears(out)
     tables = embedding_tables(out)
     if spec.encoder_pruning > 0:
-        for lin in linears.values():
-            lin.weight.mul_(magnitude_mask(lin.weight, sparsity=spec.encoder_pruning))
+        for name, lin in linears.items():
+            lin.weight.mul_(magnitude_mask(lin.weight, sparsity=spec.encoder_pruning, sorted_abs=ranks[f"e.{name}"]))
     if spec.embedding_pruning > 0:
-        for emb in tables.values():
-            emb.weight.mul_(magnitude_mask(emb.weight, sparsity=spec.embedding_pruning))
+        for name, emb in tables.items():
+            emb.weight.mul_(magnitude_mask(emb.weight, sparsity=spec.embedding_pruning, sorted_abs=ranks[f"t.{name}"]))
     report["encoder_sparsity"] = _mean_sparsity([m.weight for m in linears.values()])
     report["embedding_sparsity"] = _mean_sparsity([m.weight for m in tables.values()])
 
@@ -94,6 +96,23 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
     # The knob can only shorten spans a compression-aware fine-tune learned (inf = none learned).
     out.spans.clamp_(max=math.inf if spec.attention_span >= 512 else float(spec.attention_span))
     return out, report
+
+
+# Sorted |w| of each prunable tensor of a source model, reused by every trial that prunes it.
+_RANKS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], dict[str, torch.Tensor]]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _sorted_magnitudes(model: EarlyExitModel) -> dict[str, torch.Tensor]:
+    """|w| sorted ascending per prunable tensor, cached per model; refreshed if a weight changed."""
+    tensors = {f"e.{n}": m.weight for n, m in encoder_linears(model).items()}
+    tensors |= {f"t.{n}": m.weight for n, m in embedding_tables(model).items()}
+    versions = tuple(w._version for w in tensors.values())  # bumped by every in-place update
+    cached = _RANKS.get(model)
+    if cached is None or cached[0] != versions:
+        cached = (versions, {k: w.detach().abs().reshape(-1).sort().values for k, w in tensors.items()})
+        _RANKS[model] = cached
+    return cached[1]
 
 
 def _mean_sparsity(weights: list[torch.Tensor]) -> float:

@@ -32,8 +32,12 @@ def _check_sparsity(sparsity: float) -> float:
     return float(sparsity)
 
 
-def _top_flat_mask(values: torch.Tensor, keep: int) -> torch.Tensor:
-    """Bool mask over flat ``values`` marking the ``keep`` largest; ties -> lower index."""
+def _top_flat_mask(values: torch.Tensor, keep: int, *, sorted_values: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool mask over flat ``values`` marking the ``keep`` largest; ties -> lower index.
+
+    ``sorted_values``: ``values`` sorted ascending, when the caller has them (then no selection
+    pass is needed: the threshold is one lookup).
+    """
     flat = values.reshape(-1)
     mask = torch.zeros(flat.shape, dtype=torch.bool, device=flat.device)
     if keep >= flat.numel():
@@ -42,7 +46,10 @@ def _top_flat_mask(values: torch.Tensor, keep: int) -> torch.Tensor:
         # Same result as a stable descending sort, in linear time (a sort of an 11.7M-entry
         # embedding table dominated a trial): everything above the keep-th largest value, then
         # the lowest-index entries equal to it, so ties are deterministic.
-        kth = torch.kthvalue(flat, flat.numel() - keep + 1).values
+        if sorted_values is not None:
+            kth = sorted_values.reshape(-1)[flat.numel() - keep]
+        else:
+            kth = torch.kthvalue(flat, flat.numel() - keep + 1).values
         mask = flat > kth
         ties = torch.nonzero(flat == kth).reshape(-1)
         mask[ties[: keep - int(mask.sum())]] = True
@@ -56,14 +63,18 @@ def _abs_for_ranking(weight: torch.Tensor, name: str) -> torch.Tensor:
     return w.abs()
 
 
-def magnitude_mask(weight: torch.Tensor, *, sparsity: float) -> torch.Tensor:
+def magnitude_mask(weight: torch.Tensor, *, sparsity: float, sorted_abs: torch.Tensor | None = None) -> torch.Tensor:
     """Bool mask (shape of ``weight``) keeping the ``round((1 - sparsity) * numel)`` largest ``|w|``.
 
     ``sparsity`` is the fraction pruned, in [0, 1). Ties keep the lower flat index.
+    ``sorted_abs``: ``|weight|`` flattened and sorted ascending, if already known.
     """
     sparsity = _check_sparsity(sparsity)
     keep = round((1.0 - sparsity) * weight.numel())
-    return _top_flat_mask(_abs_for_ranking(weight, "weight"), keep).reshape(weight.shape)
+    if sorted_abs is not None and sorted_abs.numel() != weight.numel():
+        raise ValueError(f"sorted_abs has {sorted_abs.numel()} entries, the weight {weight.numel()}")
+    return _top_flat_mask(_abs_for_ranking(weight, "weight"), keep,
+                          sorted_values=sorted_abs).reshape(weight.shape)
 
 
 def global_magnitude_masks(

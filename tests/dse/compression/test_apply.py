@@ -7,7 +7,7 @@ import math
 import torch
 
 from dse.compression.apply import CompressionSpec, compress, embedding_tables, encoder_linears
-from dse.compression.pruning import achieved_sparsity
+from dse.compression.pruning import achieved_sparsity, magnitude_mask
 
 
 def test_prunes_quantizes_and_masks_a_copy(tiny_model, tiny_batch) -> None:  # noqa: ANN001
@@ -47,3 +47,16 @@ def test_encoder_linears_cover_edgebert_matrices(tiny_model) -> None:  # noqa: A
         assert {"query", "key", "value", "dense", "ffn", "ffn_output"} <= suffixes
     assert set(embedding_tables(tiny_model)) == {"word_embeddings", "position_embeddings",
                                                  "token_type_embeddings"}
+
+
+def test_cached_rankings_follow_in_place_weight_updates(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(encoder_pruning=0.5, weight_bits=16, weight_exp_bits=5)
+    first, _ = compress(tiny_model, spec)
+    lin = next(iter(encoder_linears(tiny_model).values()))
+    with torch.no_grad():
+        lin.weight.mul_(-torch.arange(lin.weight.numel()).reshape(lin.weight.shape).float())  # new ranking
+    second, _ = compress(tiny_model, spec)
+    name = next(iter(encoder_linears(tiny_model)))
+    w = encoder_linears(second)[name].weight
+    assert torch.equal(w != 0, magnitude_mask(lin.weight, sparsity=0.5))  # ranked afresh, not stale
+    assert not torch.equal(w != 0, encoder_linears(first)[name].weight != 0)

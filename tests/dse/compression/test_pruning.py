@@ -286,3 +286,5 @@ def test_linear_time_top_k_matches_a_stable_sort(seed: int, sparsity: float) -> 
     expected = torch.zeros(w.numel(), dtype=torch.bool)
     expected[order[:keep]] = True
     assert torch.equal(magnitude_mask(w, sparsity=sparsity).reshape(-1), expected)
+    presorted = w.abs().reshape(-1).sort().values  # what compress() caches per source model
+    assert torch.equal(magnitude_mask(w, sparsity=sparsity, sorted_abs=presorted).reshape(-1), expected)
