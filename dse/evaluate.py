@@ -297,6 +297,8 @@ def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None) -
         embedding_density=1.0 - max(spec.embedding_pruning, t.train_embedding_pruning),
         weight_bits=spec.weight_bits,
         weight_exp_bits=spec.weight_exp_bits,
+        # unquantized activations: the datapath default (8 bits, EdgeBERT's AF8 activations)
+        **({"activation_bits": spec.activation_bits} if spec.activation_bits else {}),
         attention_span=span,
     )
 

@@ -101,3 +101,8 @@ def check_knobs_active(
     _check_quantized(spec, {**lin_before, **emb_before}, {**lin_after, **emb_after})
     if spec.attention_span < 512:
         _check_span(spec, compressed, dev, pad_id)
+    if spec.activation_bits:
+        hooked = len(getattr(compressed, "activation_quantizers", []))
+        if hooked != len(lin_after):
+            raise InactiveKnob(f"activation_bits={spec.activation_bits} quantizes {hooked} of "
+                               f"{len(lin_after)} encoder matmul inputs")

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from dse.compression.apply import CompressionSpec, attach_activation_quantization
+from dse.config import KNOBS
 from dse.data import resolve_glue_dir, task_spec
 from dse.errors import DSEError
 from dse.evaluate import early_exit_points, load_dev_set
@@ -266,6 +268,9 @@ def load_exported_model(path: str | Path) -> ExportedModel:
         raise DSEError(f"{path}: spans or thresholds do not match the model's "
                        f"{model.num_layers} layers x {model.num_heads} heads")
     model.spans.copy_(spans)
+    # activation quantization is computed per forward call: re-attach it as the trial had it
+    attach_activation_quantization(model, CompressionSpec.from_knobs(
+        {**{k: v.default for k, v in KNOBS.items()}, **settings.compression}))
     model.eval()
     return ExportedModel(model, load_tokenizer(str(path)), settings, path)
 

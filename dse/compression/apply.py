@@ -10,12 +10,13 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from dse.compression.adaptivfloat import AdaptivFloatFormat, quantize_model_weights_
+from dse.compression.adaptivfloat import AdaptivFloatFormat, attach_activation_quantizers, quantize_model_weights_
 from dse.compression.pruning import achieved_sparsity, magnitude_mask
 from dse.modeling.early_exit import EarlyExitModel
 from dse.training.spec import TrainingSpec
 
-__all__ = ["CompressionSpec", "compress", "embedding_tables", "encoder_linears"]
+__all__ = ["CompressionSpec", "activation_format", "attach_activation_quantization", "compress",
+           "embedding_tables", "encoder_linears"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class CompressionSpec:
     weight_bits: int = 8
     weight_exp_bits: int = 3
     attention_span: int = 512  # tokens; >= the longest sentence means "no mask"
+    weight_format: str = "paper2020"  # AdaptivFloat variant (dse.compression.adaptivfloat)
+    activation_bits: int = 0  # AdaptivFloat width of encoder linear inputs; 0 = not quantized
     # Training-time knobs: which model the post-training compression above is applied to
     # (the prepared one when they are at their defaults; see dse.training).
     training: TrainingSpec = field(default_factory=TrainingSpec)
@@ -39,9 +42,15 @@ class CompressionSpec:
     def as_dict(self) -> dict:
         """JSON-ready knob values; the training part only when it trains (keeps older cache keys)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        for name in ("weight_format", "activation_bits"):  # added later: keep older cache keys
+            if out[name] == _DEFAULTS[name]:
+                del out[name]
         if not self.training.is_noop:
             out["training"] = self.training.canonical().model_dump(mode="json")
         return out
+
+
+_DEFAULTS = {f.name: f.default for f in fields(CompressionSpec) if f.name != "training"}
 
 
 def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:
@@ -87,15 +96,38 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
     report["encoder_sparsity"] = _mean_sparsity([m.weight for m in linears.values()])
     report["embedding_sparsity"] = _mean_sparsity([m.weight for m in tables.values()])
 
-    fmt = AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits)
+    fmt = AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits, variant=spec.weight_format)
     table_ids = {id(m) for m in tables.values()}
     biases = quantize_model_weights_(
         out, fmt, include=lambda _n, m: isinstance(m, nn.Linear) or id(m) in table_ids
     )
     report["quantized_tensors"] = float(len(biases))
+    report["activation_quantizers"] = float(len(attach_activation_quantization(out, spec)))
     # The knob can only shorten spans a compression-aware fine-tune learned (inf = none learned).
     out.spans.clamp_(max=math.inf if spec.attention_span >= 512 else float(spec.attention_span))
     return out, report
+
+
+def activation_format(spec: CompressionSpec) -> AdaptivFloatFormat | None:
+    """Activations use the weights' AdaptivFloat variant and exponent width (at most
+    ``activation_bits - 1``), ``activation_bits`` wide."""
+    if spec.activation_bits == 0:
+        return None
+    return AdaptivFloatFormat(total_bits=spec.activation_bits,
+                              exp_bits=min(spec.weight_exp_bits, spec.activation_bits - 1),
+                              variant=spec.weight_format)
+
+
+def attach_activation_quantization(model: EarlyExitModel, spec: CompressionSpec) -> list:
+    """Forward hooks quantizing the input of every encoder matmul (per call, bias from max |x|);
+    the handles, one per distinct linear (ALBERT's shared ones once)."""
+    fmt = activation_format(spec)
+    if fmt is None:
+        return []
+    ids = {id(m) for m in encoder_linears(model).values()}
+    handles = attach_activation_quantizers(model.backbone.encoder, fmt, include=lambda _n, m: id(m) in ids)
+    model.activation_quantizers = handles  # what the guards check
+    return handles
 
 
 # Sorted |w| of each prunable tensor of a source model, reused by every trial that prunes it.

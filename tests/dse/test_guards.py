@@ -68,3 +68,12 @@ def test_span_mask_that_is_not_applied_fails(tiny_model) -> None:  # noqa: ANN00
     with pytest.raises(InactiveKnob, match="did not change attention"):
         check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
     assert math.isinf(out.spans.max().item())
+
+
+def test_activation_quantizers_that_were_lost_fail(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(weight_bits=8, activation_bits=8)
+    out, _ = compress(tiny_model, spec)
+    check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+    out.activation_quantizers.pop().remove()
+    with pytest.raises(InactiveKnob, match="activation_bits=8 quantizes"):
+        check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)

@@ -202,3 +202,18 @@ def test_save_refuses_a_model_of_another_task(compressed, tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="task mnli has 3"):
         save_exported_model(compressed, tiny_tokenizer(), tmp_path / "m", task="mnli", max_seq_length=32,
                             exit_threshold=0.3, dev_rows=DevRows(), compression={})
+
+
+def test_round_trip_reattaches_activation_quantization(tiny_model, tmp_path: Path) -> None:  # noqa: ANN001
+    spec = CompressionSpec(encoder_pruning=0.3, weight_bits=8, weight_exp_bits=3, activation_bits=6)
+    out, report = compress(tiny_model, spec)
+    assert report["activation_quantizers"] > 0
+    rows = encoded(tiny_tokenizer(), texts(20))
+    folder = save_exported_model(out, tiny_tokenizer(), tmp_path / "m", task="sst2", max_seq_length=32,
+                                 exit_threshold=0.3, dev_rows=DevRows(dev_subset=10, seed=1),
+                                 compression=spec.as_dict(), design={"study": "tiny", "trial": 1})
+    loaded = load_exported_model(folder)
+    expected = dev_layer_logits(out, rows, pad_id=0)
+    assert torch.equal(loaded.layer_logits(rows), expected)
+    plain, _ = compress(tiny_model, CompressionSpec(encoder_pruning=0.3, weight_bits=8, weight_exp_bits=3))
+    assert not torch.equal(dev_layer_logits(plain, rows, pad_id=0), expected)  # the hooks really act

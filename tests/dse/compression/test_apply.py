@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from dse.compression.apply import CompressionSpec, compress, embedding_tables, encoder_linears
@@ -60,3 +61,31 @@ def test_cached_rankings_follow_in_place_weight_updates(tiny_model) -> None:  # 
     w = encoder_linears(second)[name].weight
     assert torch.equal(w != 0, magnitude_mask(lin.weight, sparsity=0.5))  # ranked afresh, not stale
     assert not torch.equal(w != 0, encoder_linears(first)[name].weight != 0)
+
+
+@pytest.mark.parametrize("variant", ["ref2022", "edgebert_hw"])
+def test_weight_format_selects_the_adaptivfloat_variant(tiny_model, variant: str) -> None:  # noqa: ANN001
+    from dse.compression.adaptivfloat import AdaptivFloatFormat, quantize
+
+    spec = CompressionSpec(weight_bits=8, weight_exp_bits=3, weight_format=variant)
+    out, _ = compress(tiny_model, spec)
+    name, lin = next(iter(encoder_linears(tiny_model).items()))
+    want = quantize(lin.weight, AdaptivFloatFormat(total_bits=8, exp_bits=3, variant=variant))
+    assert torch.equal(encoder_linears(out)[name].weight, want)
+    paper, _ = compress(tiny_model, CompressionSpec(weight_bits=8, weight_exp_bits=3))
+    assert not torch.equal(encoder_linears(paper)[name].weight, want)
+
+
+def test_new_knobs_at_defaults_keep_older_cache_keys() -> None:
+    assert set(CompressionSpec().as_dict()) == {"encoder_pruning", "embedding_pruning", "weight_bits",
+                                                "weight_exp_bits", "attention_span"}
+    assert CompressionSpec(activation_bits=8).as_dict()["activation_bits"] == 8
+
+
+def test_activation_quantization_hooks_every_encoder_matmul(tiny_model, tiny_batch) -> None:  # noqa: ANN001
+    out, report = compress(tiny_model, CompressionSpec(weight_bits=16, weight_exp_bits=5, activation_bits=4))
+    assert report["activation_quantizers"] == len({id(m) for m in encoder_linears(out).values()})
+    base, _ = compress(tiny_model, CompressionSpec(weight_bits=16, weight_exp_bits=5))
+    h_q = next(out.hidden_states(**tiny_batch))
+    h = next(base.hidden_states(**tiny_batch))
+    assert (h_q - h).abs().max() > 1e-3  # 4-bit inputs visibly change the first layer

@@ -39,22 +39,24 @@ def test_padding_does_not_change_results(tiny_model: EarlyExitModel, tiny_batch)
     assert torch.allclose(full[:, 1], alone[:, 0], atol=1e-5)
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.6, 0.69, 10.0])
+@pytest.mark.parametrize("threshold", [0.0, 0.6, 0.69, 10.0, "per-layer"])
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
 def test_real_early_exit_matches_simulation(tiny_model: EarlyExitModel, tiny_batch, threshold, batch_size) -> None:  # noqa: ANN001
     # Make the off-ramps confident at different layers so exits really spread out.
     torch.manual_seed(3)
     for ramp in tiny_model.off_ramps:
         ramp.classifier.weight.data.mul_(20)
+    if threshold == "per-layer":  # one threshold per off-ramp: strict early, lenient late
+        threshold = torch.linspace(0.05, 0.69, tiny_model.num_layers)
     sim_logits, sim_layers = simulate_early_exit(tiny_model(**tiny_batch), threshold)
     for start in range(0, 5, batch_size):
         part = {k: v[start : start + batch_size] for k, v in tiny_batch.items()}
         logits, layers = tiny_model.early_exit_forward(**part, threshold=threshold)
         assert torch.equal(layers, sim_layers[start : start + batch_size])
         assert torch.equal(logits.argmax(-1), sim_logits[start : start + batch_size].argmax(-1))
-    if threshold == 0.0:
+    if isinstance(threshold, float) and threshold == 0.0:
         assert (sim_layers == tiny_model.num_layers).all()
-    if threshold == 10.0:
+    if isinstance(threshold, float) and threshold == 10.0:
         assert (sim_layers == 1).all()
 
 
