@@ -96,6 +96,26 @@ def test_export_reevaluates_to_the_same_figures(smoke_study, tmp_path: Path) -> 
 
 
 @pytest.mark.integration
+def test_deploy_quantizes_the_exported_design(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, env = smoke_study
+    out = tmp_path / "knee"
+    assert dse("export", str(folder), "--pick", "knee", "-o", str(out), env=env).returncode == 0
+    run = dse("deploy", str(out), "--threads", "1", "--max-rows", "100", env=env)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["task"] == "sst2" and report["dev_rows"] == 100 and report["threads"] == 1
+    fp32, int8 = report["fp32"], report["int8"]
+    assert 0 < int8["size_mb"] < fp32["size_mb"]
+    # fp32 artifact = the exported model at batch size 1, without AdaptivFloat activation
+    # quantization (the smoke knee has none): the trial's accuracy up to round-off at boundaries
+    assert abs(fp32["accuracy"] - report["trial_accuracy"]) <= 2
+    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 10 and report["prediction_agreement"] >= 0.8
+    for f in (fp32, int8):
+        assert 0 < f["latency_median_ms"] <= f["latency_p95_ms"] and 1 <= f["avg_exit_layer"] <= 6
+    assert {"model_fp32.pt", "model_int8.pt", "deploy.json"} <= {p.name for p in (out / "deploy").iterdir()}
+
+
+@pytest.mark.integration
 def test_study_plots_hypervolume_and_report(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
     folder, env = smoke_study
     for name in ("pareto", "hypervolume", "energy_breakdown", "knobs"):
@@ -144,6 +164,9 @@ BAD_CLI = [
     (["evaluate", "{space}"], "not a readable JSON design export"),
     (["evaluate", "{tmp}"], "not a design export folder (no design.json)"),
     (["evaluate", "{tmp}", "--model"], "no such exported model folder"),
+    (["deploy", "{tmp}"], "not a design export folder (no model/config.json"),
+    (["deploy", "{tmp}/nope"], "no such export folder"),
+    (["deploy", "{tmp}", "--threads", "0"], "Invalid value for '--threads'"),
     (["frobnicate"], "No such command"),
 ]
 
@@ -214,5 +237,29 @@ def test_study_searches_training_time_and_post_training_knobs(smoke_study, tmp_p
         sparsity = t.user_attrs["details"]["trained_matrix_sparsity"]
         assert all(abs(v - 0.5) < 0.01 for v in sparsity.values())
     assert len({t.user_attrs["details"]["trained_key"] for t in trained}) == 1
-    assert all("trained_key" not in t.user_attrs["details"] for t in plain)
+    # distillation is fixed on, so "none" is a distillation-only fine-tune: its own model, dense
+    plain_keys = {t.user_attrs["details"]["trained_key"] for t in plain}
+    assert len(plain_keys) == 1 and plain_keys.isdisjoint(t.user_attrs["details"]["trained_key"] for t in trained)
+    for t in plain:
+        assert all(v < 0.01 for v in t.user_attrs["details"]["trained_matrix_sparsity"].values())
     assert all(60 <= t.user_attrs["metrics"]["accuracy"] <= 100 for t in done)
+
+
+@pytest.mark.integration
+def test_study_with_envm_faults_trades_cell_density_for_accuracy(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
+    _, env = smoke_study
+    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_faults.yaml"), "--results-dir",
+              str(tmp_path), env=env)
+    assert run.returncode == 0, run.stderr
+    trials = pd.read_csv(tmp_path / "smoke_faults" / "trials.csv")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert (~done["derived"]).sum() == 4
+    # the mean of 3 faulty passes; faults can fix a wrong answer by chance, hence 1 point of slack
+    assert done["accuracy_under_faults"].notna().all()
+    assert (done["accuracy_under_faults"] <= done["accuracy"] + 1.0).all()
+    by_cell = done.groupby("knob.envm_cell")["faults.faulty_cells_mean"]
+    assert {"rram_slc", "rram_mlc3"} <= set(by_cell.groups)  # the trials and their sweeps score both
+    assert by_cell.max()["rram_slc"] == 0 < by_cell.min()["rram_mlc3"]  # an SLC cell never errs
+    # 9.7e-2 of the MLC3 cells are faulty: the embeddings break, accuracy falls
+    mlc3_rows = done[done["knob.envm_cell"] == "rram_mlc3"]
+    assert (mlc3_rows["accuracy_under_faults"] < mlc3_rows["accuracy"] - 1.0).all()
