@@ -315,6 +315,27 @@ def evaluate(
     print(json.dumps(outcome.metrics))
 
 
+@app.command("deploy")
+def deploy(
+    directory: Annotated[Path, typer.Argument(help="export folder (written by dse export)")],
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads")] = None,
+    max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="first N of the trial's dev rows")] = None,
+) -> None:
+    """Write DIR/deploy/ (fp32 + int8 TorchScript early-exit models); print size, accuracy, latency."""
+    from dse.deploy import deploy_export
+
+    result = deploy_export(directory, threads=threads, max_rows=max_rows)
+    table = Table(title=f"{result.task}: {result.dev_rows} dev rows, batch 1, {result.threads} threads "
+                        f"(trial accuracy {result.trial_accuracy:.2f})")
+    for col in ("artifact", "size_mb", "accuracy", "avg_exit_layer", "median_ms", "p95_ms"):
+        table.add_column(col, justify="right")
+    for name, f in (("fp32", result.fp32), ("int8", result.int8)):
+        table.add_row(name, f"{f.size_mb:.2f}", f"{f.accuracy:.2f}", f"{f.avg_exit_layer:.2f}",
+                      f"{f.latency_median_ms:.2f}", f"{f.latency_p95_ms:.2f}")
+    console.print(table)
+    print(json.dumps(result.to_json()))
+
+
 @app.command("prepare")
 def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
     """Fine-tune (or load from the cache) the study's early-exit model and report its baseline."""

@@ -21,6 +21,7 @@ __all__ = [
     "Constraints",
     "DataConfig",
     "ExecutorConfig",
+    "FaultsConfig",
     "FinetuneConfig",
     "FloatParam",
     "IntParam",
@@ -119,6 +120,8 @@ METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "memory_mb": "minimize",  # compressed weights + embeddings (MB)
     "avg_exit_layer": "minimize",
     "target_met_fraction": "maximize",  # sentences meeting latency_target_ms (DVFS)
+    # mean accuracy (points) with eNVM faults in the stored embeddings; = accuracy when faults are off
+    "accuracy_under_faults": "maximize",
 }
 
 
@@ -211,6 +214,7 @@ class Constraints(_Strict):
     latency_target_ms: float | None = Field(default=None, gt=0, description="mean latency bound")
     max_area_mm2: float | None = Field(default=None, gt=0)
     max_memory_mb: float | None = Field(default=None, gt=0)
+    min_accuracy_under_faults_points: float | None = Field(default=None, ge=0, le=100)
 
 
 class SweepConfig(_Strict):
@@ -220,6 +224,27 @@ class SweepConfig(_Strict):
     values_per_knob: int = Field(default=8, ge=2, le=64, description="grid points per numeric knob")
     max_designs: int = Field(default=2000, ge=1, description="combinations scored per sweep")
     max_derived_trials: int = Field(default=10, ge=1, description="designs recorded per sweep")
+
+
+class FaultsConfig(_Strict):
+    """eNVM fault injection into the stored embedding tables (dse.compression.envm_faults)."""
+
+    enabled: bool = False
+    repeats: int = Field(default=3, ge=1, le=100, description="faulty dev passes per setting (seeds)")
+    seed: int = Field(default=0, ge=0)
+    error_rate_scale: float = Field(default=1.0, ge=0, description="multiplies every cell's error probability")
+    cell_error_prob: dict[str, float] = Field(default_factory=dict,
+                                              description="envm_cell -> adjacent-level error probability override")
+
+    @model_validator(mode="after")
+    def _check(self) -> "FaultsConfig":
+        cells = KNOBS["envm_cell"].choices or ()
+        for cell, prob in self.cell_error_prob.items():
+            if cell not in cells:
+                raise ValueError(f"cell_error_prob: unknown eNVM cell {cell!r}; known: {', '.join(cells)}")
+            if not 0.0 <= prob <= 1.0:
+                raise ValueError(f"cell_error_prob: {cell} must be a probability in [0, 1], got {prob}")
+        return self
 
 
 class SamplerConfig(_Strict):
@@ -270,6 +295,7 @@ class StudyConfig(_Strict):
     constraints: Constraints = Constraints()
     sampler: SamplerConfig = SamplerConfig()
     sweep: SweepConfig = SweepConfig()
+    faults: FaultsConfig = FaultsConfig()
     executor: ExecutorConfig = ExecutorConfig()
     storage: StorageConfig = StorageConfig()
     n_trials: int = Field(default=40, ge=1)
@@ -382,6 +408,10 @@ def config_hash(config: StudyConfig) -> str:
     data.pop("storage", None)  # where trials live is not what the study is
     if data.get("sweep") == SweepConfig().model_dump(mode="json"):  # keep older studies' hashes
         data.pop("sweep")
+    if data.get("faults") == FaultsConfig().model_dump(mode="json"):  # keep older studies' hashes
+        data.pop("faults")
+    if data["constraints"].get("min_accuracy_under_faults_points") is None:  # likewise
+        data["constraints"].pop("min_accuracy_under_faults_points", None)
     for key, default in (("gpus_per_trial", 0.0), ("max_retries", 2)):  # keep older studies' hashes
         if data["executor"].get(key) == default:
             data["executor"].pop(key)

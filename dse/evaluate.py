@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from dse.compression.apply import CompressionSpec, compress
+from dse.compression.adaptivfloat import AdaptivFloatFormat
+from dse.compression.apply import CompressionSpec, compress, embedding_tables
+from dse.compression.envm_faults import bits_per_cell, cell_error_prob, inject_table_faults
 from dse.compression.span import span_for_hardware
-from dse.config import FinetuneConfig, StudyConfig
+from dse.config import FaultsConfig, FinetuneConfig, StudyConfig
 from dse.data import load_glue, resolve_glue_dir, task_spec
 from dse.errors import DataError, DSEError
 from dse.guards import check_knobs_active
@@ -43,11 +45,13 @@ from hwmodels import (
     fit_exit_predictor,
 )
 
-__all__ = ["EVAL_VERSION", "EvalContext", "SentenceResults", "TrialOutcome", "build_context",
-           "early_exit_points", "evaluate_trial", "load_dev_set", "prepare_for_study", "sentence_results",
+__all__ = ["EVAL_VERSION", "FAULTS_VERSION", "EvalContext", "FaultOutcome", "SentenceResults", "TrialOutcome",
+           "build_context", "early_exit_points", "evaluate_trial", "fault_outcome", "faulty_layer_logits",
+           "load_dev_set", "prepare_for_study", "sentence_results",
            "TrainingSource", "study_trial_model", "trained_model", "trial_model"]
 
 EVAL_VERSION = 1
+FAULTS_VERSION = 1  # bump when the fault model (dse.compression.envm_faults) changes
 DVFS_TRAIN_ROWS = 2000  # training sentences whose off-ramp entropies fit the DVFS predictor
 MAX_TRAINED_IN_MEMORY = 2  # compression-trained models a context holds besides the prepared one
 
@@ -69,6 +73,28 @@ class TrialOutcome:
     cache_hit: bool
     seconds: float
     sentences: SentenceResults | None = None
+
+
+@dataclass(frozen=True)
+class FaultOutcome:
+    """Accuracy of one design with eNVM faults in its stored embedding tables, per repeat."""
+
+    points: np.ndarray  # the task's main metric (points) of each faulty dev pass
+    faulty_cells: np.ndarray  # cells that took an adjacent-level error, per pass
+    error_prob: float  # per cell, after error_rate_scale
+    cache_hit: bool
+
+    @property
+    def mean_points(self) -> float:
+        # equal repeats (an error-free cell) give exactly the clean accuracy, not a rounded mean
+        return float(self.points[0]) if np.all(self.points == self.points[0]) else float(self.points.mean())
+
+    def details(self, cell: str) -> dict[str, Any]:
+        return {"cell": cell, "error_prob": self.error_prob, "repeats": len(self.points),
+                "accuracy_mean": self.mean_points, "accuracy_std": float(self.points.std()),
+                "accuracy_per_repeat": [float(p) for p in self.points],
+                "faulty_cells_mean": float(self.faulty_cells.mean()),
+                "faulty_cells": [int(n) for n in self.faulty_cells], "cache_hit": self.cache_hit}
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,7 @@ class EvalContext:
     cache_dir: Path | None
     train_entropy: np.ndarray | None = None  # [rows, layers] off-ramp entropies on train rows
     training_source: TrainingSource | None = None  # where compression-aware fine-tunes get their rows
+    faults: FaultsConfig = field(default_factory=FaultsConfig)  # eNVM fault injection (off by default)
     _memory: dict[str, torch.Tensor] = field(default_factory=dict)
     _trained: dict[str, TrainedModel] = field(default_factory=dict)
 
@@ -165,6 +192,7 @@ def build_context(config: StudyConfig, *, cache_dir: Path | None,
         shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
         baseline_points=0.0, cache_dir=cache_dir,
         training_source=TrainingSource(config.finetune, resolve_model_source(config.model.name), glue_dir),
+        faults=config.faults,
     )
     if baseline_points is not None:
         ctx.baseline_points = float(baseline_points)
@@ -275,6 +303,68 @@ def layer_logits(ctx: EvalContext, spec: CompressionSpec) -> tuple[torch.Tensor,
     return logits, hit
 
 
+def _fault_cache_key(ctx: EvalContext, spec: CompressionSpec, cell: str, error_prob: float) -> str:
+    f = ctx.faults
+    blob = json.dumps({"v": FAULTS_VERSION, "eval": _cache_key(ctx, spec), "cell": cell,
+                       "bits_per_cell": bits_per_cell(cell), "error_prob": error_prob, "repeats": f.repeats,
+                       "seed": f.seed, "scale": f.error_rate_scale}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def faulty_layer_logits(ctx: EvalContext, spec: CompressionSpec, cell: str,
+                        error_prob: float) -> tuple[torch.Tensor, np.ndarray, bool]:
+    """Per-layer dev logits ``[repeats, layers, rows, labels]`` of the compressed model with its
+    embedding tables stored in ``cell`` and corrupted (seeds ``[faults.seed, repeat]``), the
+    faulty cells of each repeat, and whether they came from the cache (memory or disk)."""
+    key = _fault_cache_key(ctx, spec, cell, error_prob)
+    if key in ctx._memory:
+        return ctx._memory[key], ctx._memory[f"{key}.cells"].numpy(), True
+    path = ctx.cache_dir / f"faults-{key}.npz" if ctx.cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            logits, cells = torch.from_numpy(data["logits"]), data["faulty_cells"]
+        hit = True
+    else:
+        compressed, _ = compress(trial_model(ctx, spec.training), spec)
+        tables = embedding_tables(compressed)
+        clean = {n: t.weight.detach().clone() for n, t in tables.items()}
+        fmt = AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits,
+                                 variant=spec.weight_format)  # type: ignore[arg-type]
+        runs, counts = [], []
+        for r in range(ctx.faults.repeats):
+            with torch.no_grad():
+                for n, t in tables.items():
+                    t.weight.copy_(clean[n])
+            counts.append(inject_table_faults(tables, fmt, cell=cell, error_prob=error_prob,
+                                              seed=[ctx.faults.seed, r]))
+            runs.append(dev_layer_logits(compressed, ctx.dev, pad_id=ctx.pad_id))
+        logits, cells = torch.stack(runs), np.asarray(counts, dtype=np.int64)
+        if path is not None:
+            _atomic_save(path, {"logits": logits.numpy(), "faulty_cells": cells})
+        hit = False
+    ctx._memory[key] = logits
+    ctx._memory[f"{key}.cells"] = torch.from_numpy(cells)
+    return logits, cells, hit
+
+
+def fault_outcome(ctx: EvalContext, spec: CompressionSpec, cell: str, threshold: float,
+                  clean_points: float) -> FaultOutcome | None:
+    """Accuracy under eNVM faults of one design (None when the study has faults off).
+
+    An error-free cell (probability 0 after scaling) needs no model run: every repeat scores
+    ``clean_points``.
+    """
+    f = ctx.faults
+    if not f.enabled:
+        return None
+    prob = cell_error_prob(cell, scale=f.error_rate_scale, overrides=f.cell_error_prob)
+    if prob == 0.0:
+        return FaultOutcome(np.full(f.repeats, clean_points), np.zeros(f.repeats, dtype=np.int64), 0.0, True)
+    logits, cells, hit = faulty_layer_logits(ctx, spec, cell, prob)
+    points = np.array([early_exit_points(ctx.task, run, ctx.dev.labels, threshold)[0] for run in logits])
+    return FaultOutcome(points, cells, prob, hit)
+
+
 def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None) -> CompressionProfile:
     """What the hardware model needs to know of a trial's compression.
 
@@ -323,9 +413,14 @@ def predicted_exit_layers(ctx: EvalContext, logits: torch.Tensor, threshold: flo
     return predictor.predict(entropy(logits[0]).numpy())
 
 
-def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor,
-                   hw: HardwareResult) -> tuple[dict[str, float], dict[str, Any]]:
-    """A design's metrics (every name in dse.config.METRICS) and recorded details."""
+def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor, hw: HardwareResult,
+                   faults: FaultOutcome | None = None,
+                   cell: str | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """A design's metrics (every name in dse.config.METRICS) and recorded details.
+
+    ``accuracy_under_faults`` is the mean over ``faults``' repeats, else ``points`` (faults off:
+    objectives and constraints on it stay defined).
+    """
     metrics = {
         "accuracy": points,
         "accuracy_drop": ctx.baseline_points - points,
@@ -336,12 +431,15 @@ def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor,
         "memory_mb": float(hw.memory_bytes) / 1e6,
         "avg_exit_layer": float(exit_layers.float().mean()),
         "target_met_fraction": float(hw.fraction_target_met),
+        "accuracy_under_faults": faults.mean_points if faults is not None else points,
     }
     attrs = {
         "energy_breakdown_uj": {k: float(np.mean(v)) / 1e6 for k, v in hw.energy_breakdown_pj.items()},
         "weights_fit_in_sram": bool(hw.weights_fit_in_sram),
         "exit_layer_histogram": np.bincount(exit_layers.numpy(), minlength=ctx.shape.num_layers + 1)[1:].tolist(),
     }
+    if faults is not None:
+        attrs["faults"] = faults.details(str(cell))
     return metrics, attrs
 
 
@@ -361,7 +459,9 @@ def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
     )
     if not hw.valid:
         raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
-    metrics, attrs = design_metrics(ctx, points, exit_layers, hw)
+    cell = str(knobs["envm_cell"])
+    faults = fault_outcome(ctx, spec, cell, float(knobs["exit_threshold"]), points)
+    metrics, attrs = design_metrics(ctx, points, exit_layers, hw, faults, cell)
     attrs["eval_key"] = _cache_key(ctx, spec)
     if not spec.training.is_noop:
         trained = trained_model(ctx, spec.training)

@@ -173,6 +173,10 @@ def trials_table(study: optuna.Study, config: StudyConfig) -> pd.DataFrame:
         breakdown = (t.user_attrs.get("details") or {}).get("energy_breakdown_uj") or {}
         for name, value in breakdown.items():
             row[f"energy.{name}_uj"] = value
+        faults = (t.user_attrs.get("details") or {}).get("faults")
+        if faults:  # eNVM fault injection on: spread over the repeats and cells hit
+            row["faults.accuracy_std"] = faults["accuracy_std"]
+            row["faults.faulty_cells_mean"] = faults["faulty_cells_mean"]
         rows.append(row)
     return pd.DataFrame(rows)
 

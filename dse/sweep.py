@@ -18,7 +18,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 
 from dse.compression.apply import CompressionSpec
 from dse.config import StudyConfig
-from dse.evaluate import (EvalContext, compression_profile, design_metrics, early_exit_points,
+from dse.evaluate import (EvalContext, compression_profile, design_metrics, early_exit_points, fault_outcome,
                           hardware_config, layer_logits, predicted_exit_layers)
 from dse.results import pareto_mask
 from hwmodels import evaluate_configs
@@ -95,10 +95,14 @@ def sweep_cheap_knobs(ctx: EvalContext, config: StudyConfig, knobs: dict[str, An
         batch = evaluate_configs(ctx.shape, tokens=ctx.dev.lengths, exit_layers=exits.numpy(),
                                  compressions=[profile] * len(points), hardwares=hardware,
                                  predicted_exit_layers=predicted)
+        faults: dict[str, Any] = {}  # per cell: faulty logits are cached, exits per threshold
         for k, point in enumerate(points):
             if not batch.valid[k]:
                 continue
-            metrics, attrs = design_metrics(ctx, accuracy, exits, batch.design(k))
+            cell = str(point["envm_cell"])
+            if cell not in faults:
+                faults[cell] = fault_outcome(ctx, spec, cell, threshold, accuracy)
+            metrics, attrs = design_metrics(ctx, accuracy, exits, batch.design(k), faults[cell], cell)
             if all(v <= 0 for v in constraints(metrics).values()):
                 designs.append(DerivedDesign({n: point[n] for n in dists}, metrics, attrs))
     if not designs:

@@ -59,6 +59,8 @@ __all__ = [
     "representable_range",
     "quantize",
     "quantize_model_weights_",
+    "encode",
+    "decode",
     "attach_activation_quantizers",
     "ModuleFilter",
 ]
@@ -254,6 +256,69 @@ def _quantize_impl(x: torch.Tensor, fmt: AdaptivFloatFormat, bias: int | None) -
     flush_below = v_min / 2.0 if fmt.variant != "ref2022" else v_min
     q.masked_fill_(a < flush_below, 0.0)  # after copysign so flushed values are +0.0
     return q.to(x.dtype)
+
+
+def _code_fields(fmt: AdaptivFloatFormat) -> tuple[int, int, int]:
+    """(mantissa bits, exponent-field mask, sign shift) of a ``total_bits`` code."""
+    return fmt.mantissa_bits, 2**fmt.exp_bits - 1, fmt.total_bits - 1
+
+
+def encode(x: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int) -> torch.Tensor:
+    """The ``total_bits``-bit integer codes (int64) of values already representable in ``fmt``.
+
+    Layout, most significant bit first: sign | exponent field (``exp_bits``) | mantissa.
+    Reserved-zero variants (``paper2020``, ``edgebert_hw``): exponent field ``k = E - lo``
+    (``lo`` = lowest exponent of the window for ``bias``), (k=0, mantissa=0) is zero.
+    ``ref2022`` (IEEE-like): ``k = E - lo + 1``; field 0 is zero, field ``2^e - 1`` is unused.
+    Zeros keep their sign bit. Raises ValueError for a value the format cannot hold exactly
+    (quantize first).
+    """
+    fmt = _check_format(fmt)
+    bias = _check_bias(bias, fmt)
+    m, exp_mask, sign_shift = _code_fields(fmt)
+    lo, _hi = _exponent_window(fmt, bias)
+    xd = x.detach().to(torch.float64)
+    a = xd.abs()
+    frac, exp2 = torch.frexp(a)  # a = frac * 2^exp2, frac in [0.5, 1): E = exp2 - 1
+    e_unbiased = exp2.to(torch.int64) - 1
+    mant = torch.round((frac * 2.0 - 1.0) * 2.0**m).to(torch.int64)
+    k = e_unbiased - lo + (1 if fmt.variant == "ref2022" else 0)
+    nonzero = a != 0
+    k = torch.where(nonzero, k, torch.zeros_like(k))
+    mant = torch.where(nonzero, mant, torch.zeros_like(mant))
+    sign = torch.signbit(xd).to(torch.int64)
+    codes = (sign << sign_shift) | (k << m) | mant
+    if not torch.equal(decode(codes, fmt, bias=bias, dtype=torch.float64), xd):
+        raise ValueError(f"values not representable in AdaptivFloat<{fmt.total_bits},{fmt.exp_bits}> "
+                         f"({fmt.variant}) with bias {bias}; quantize them first")
+    return codes
+
+
+def decode(codes: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Values of integer codes (layout of :func:`encode`); every code decodes to a representable
+    value. ``ref2022`` has codes IEEE would call denormal (field 0, mantissa != 0) or Inf/NaN
+    (field ``2^e - 1``): with no denormals they flush to zero, and the top field saturates to
+    ``v_max`` (what a corrupted stored word reads as)."""
+    fmt = _check_format(fmt)
+    bias = _check_bias(bias, fmt)
+    m, exp_mask, sign_shift = _code_fields(fmt)
+    lo, _hi = _exponent_window(fmt, bias)
+    c = codes.to(torch.int64)
+    sign = (c >> sign_shift) & 1
+    k = (c >> m) & exp_mask
+    mant = c & (2**m - 1)
+    significand = 1.0 + mant.to(torch.float64) / 2.0**m
+    if fmt.variant == "ref2022":
+        zero = k == 0
+        top = k == exp_mask
+        magnitude = torch.ldexp(significand, k - 1 + lo)
+        magnitude = torch.where(top, torch.full_like(magnitude, representable_range(fmt, bias)[1]), magnitude)
+    else:
+        zero = (k == 0) & (mant == 0)
+        magnitude = torch.ldexp(significand, k + lo)
+    magnitude = torch.where(zero, torch.zeros_like(magnitude), magnitude)
+    return torch.where(sign == 1, -magnitude, magnitude).to(dtype)
 
 
 class _QuantizeSTE(torch.autograd.Function):

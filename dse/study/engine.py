@@ -274,7 +274,10 @@ def _constraints(config: StudyConfig, metrics: dict[str, float]) -> dict[str, fl
         "area": (metrics["area_mm2"], c.max_area_mm2),
         "memory": (metrics["memory_mb"], c.max_memory_mb),
     }
-    return {k: float(v - limit) for k, (v, limit) in limits.items() if limit is not None}
+    out = {k: float(v - limit) for k, (v, limit) in limits.items() if limit is not None}
+    if c.min_accuracy_under_faults_points is not None:  # a lower bound: <= 0 is feasible
+        out["accuracy_under_faults"] = float(c.min_accuracy_under_faults_points - metrics["accuracy_under_faults"])
+    return out
 
 
 def count_complete(study: optuna.Study) -> int:

@@ -105,3 +105,26 @@ def test_hypervolume_reference_is_kept_and_hashed() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_study_config("/nonexistent/space.yaml")
+
+
+def test_faults_section_defaults_off_and_keeps_older_hashes() -> None:
+    plain = load_study_config(_write(MINIMAL))
+    assert not plain.faults.enabled and plain.faults.repeats == 3 and plain.faults.error_rate_scale == 1.0
+    # the hash this definition had before the faults section existed
+    assert config_hash(plain) == "1cd15f1de765172b51776accb313fe8b30ef78be7850b579a499191cbcc209d1"
+    explicit = load_study_config(_write({**MINIMAL, "faults": {"enabled": False, "repeats": 3}}))
+    assert config_hash(explicit) == config_hash(plain)
+    on = load_study_config(_write({**MINIMAL, "faults": {"enabled": True},
+                                   "constraints": {"min_accuracy_under_faults_points": 70}}))
+    assert config_hash(on) != config_hash(plain)
+
+
+@pytest.mark.parametrize(("faults", "message"), [
+    ({"cell_error_prob": {"dram": 0.1}}, "unknown eNVM cell 'dram'"),
+    ({"cell_error_prob": {"rram_mlc3": 1.5}}, "must be a probability"),
+    ({"repeats": 0}, "faults.repeats"),
+    ({"bogus": 1}, "unknown key"),
+])
+def test_bad_faults_section_is_one_error(faults: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_study_config(_write({**MINIMAL, "faults": faults}))

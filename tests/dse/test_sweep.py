@@ -72,3 +72,30 @@ def test_sweep_returns_feasible_front_matching_single_evaluations(tiny_model, st
         # each derived design is exactly what a regular trial with those knobs scores
         single = evaluate_trial(ctx, study_config.knob_values(d.params))
         assert single.metrics == pytest.approx(d.metrics)
+
+
+def test_sweep_scores_faults_per_cell_like_single_evaluations(tiny_model) -> None:  # noqa: ANN001
+    config = parse_study_config({
+        "name": "sweep-faults", "sweep": {"values_per_knob": 2, "max_derived_trials": 10},
+        "objectives": [{"name": "accuracy_under_faults"}, {"name": "area_mm2"}],
+        "faults": {"enabled": True, "repeats": 2, "cell_error_prob": {"rram_mlc3": 0.2}},
+        "search_space": {"exit_threshold": {"type": "float", "low": 0.0, "high": 0.6, "step": 0.6},
+                         "envm_cell": {"type": "categorical", "choices": ["rram_slc", "rram_mlc3"]}},
+    }, source="test")
+    rng = np.random.default_rng(0)
+    lengths = [12, 5, 9, 30, 17, 8]
+    dev = EncodedSet([[1, *rng.integers(2, 100, n - 2).tolist(), 2] for n in lengths],
+                     [[0] * n for n in lengths], np.array([0, 1, 0, 1, 1, 0]))
+    ctx = EvalContext(task="sst2", model=tiny_model, prepared_key="tiny", dev=dev, pad_id=0,
+                      shape=ModelShape.from_hf_config(tiny_model.config, num_labels=2),
+                      baseline_points=50.0, cache_dir=None, faults=config.faults)
+    dists = distributions(config)
+    knobs = config.knob_values({"exit_threshold": 0.0, "envm_cell": "rram_mlc3"})
+    designs = sweep_cheap_knobs(ctx, config, knobs, dists, constraints=lambda m: _constraints(config, m))
+    assert designs
+    for d in designs:
+        details = d.attrs["faults"]
+        assert details["cell"] == d.params["envm_cell"] and len(details["faulty_cells"]) == 2
+        assert (min(details["faulty_cells"]) > 0) == (d.params["envm_cell"] == "rram_mlc3")
+        single = evaluate_trial(ctx, config.knob_values(d.params))
+        assert single.metrics == pytest.approx(d.metrics)

@@ -19,6 +19,8 @@ from torch import nn
 from dse.compression.adaptivfloat import (
     AdaptivFloatFormat,
     attach_activation_quantizers,
+    decode,
+    encode,
     exponent_bias,
     quantize,
     quantize_model_weights_,
@@ -616,3 +618,43 @@ def test_attach_activation_quantizers_include() -> None:
     manual = model[2](quantize(torch.relu(model[0](x)), HW))
     assert torch.equal(model(x), manual)
     handles[0].remove()
+
+
+# --- integer codes (encode/decode): what an eNVM array stores ---
+
+@pytest.mark.parametrize(("variant", "value", "code"), [
+    # paper2020 <8,3>, max 1.5: E_max 0, bias -7, window 2^-7..2^0, m = 4
+    ("paper2020", 1.5, 0b0_111_1000),  # 2^0 * 1.1000b: field 7, mantissa 8
+    ("paper2020", -0.25, 0b1_101_0000),  # -2^-2: field 5
+    ("paper2020", 2.0**-7 * (1 + 1 / 16), 0b0_000_0001),  # v_min: (0, 0) is zero
+    ("paper2020", 0.0, 0),
+    # edgebert_hw: bias field E_max + 3 = 3, exponent exp + 3 - 10: the same window here
+    ("edgebert_hw", 1.5, 0b0_111_1000),
+    # ref2022: bias 3 - E_max = 3, window 2^-5..2^0, field = E + 5 + 1 (0 = zero, 7 unused)
+    ("ref2022", 1.5, 0b0_110_1000),
+    ("ref2022", 2.0**-5, 0b0_001_0000),
+])
+def test_encode_golden_codes(variant: str, value: float, code: int) -> None:
+    fmt = AdaptivFloatFormat(8, 3, variant)  # type: ignore[arg-type]
+    x = torch.tensor([1.5, value])
+    bias = exponent_bias(x, fmt)
+    assert int(encode(x, fmt, bias=bias)[1]) == code
+    assert float(decode(torch.tensor([code]), fmt, bias=bias)[0]) == value
+
+
+def test_ref2022_unused_codes_decode_to_representable_values() -> None:
+    fmt = AdaptivFloatFormat(8, 3, "ref2022")
+    # field 7 saturates to v_max = 2^0 * (2 - 1/16); field 0 with a mantissa flushes to zero
+    assert decode(torch.tensor([0b0_111_0011, 0b1_000_0101]), fmt, bias=3).tolist() == [1.9375, 0.0]
+
+
+def test_encode_refuses_unquantized_values() -> None:
+    with pytest.raises(ValueError, match="not representable"):
+        encode(torch.tensor([1.5, 1.03]), AdaptivFloatFormat(8, 3), bias=-7)
+
+
+@pytest.mark.parametrize("variant", ["paper2020", "ref2022", "edgebert_hw"])
+def test_every_code_decodes_to_a_representable_value(variant: str) -> None:
+    fmt = AdaptivFloatFormat(8, 3, variant)  # type: ignore[arg-type]
+    values = decode(torch.arange(256), fmt, bias=3)
+    assert torch.equal(quantize(values, fmt, bias=3), values)

@@ -274,3 +274,16 @@ def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert folder.lock.read_text() == ""  # released and cleared on the way out
     assert subprocess.run([sys.executable, "-c", script], timeout=300).returncode == 0
     assert count_complete(open_study(folder, _config(n_trials=6), create=False)) == 6
+
+
+def test_accuracy_under_faults_constraint_is_a_lower_bound() -> None:
+    from dse.config import parse_study_config
+    from dse.study.engine import _constraints
+
+    config = parse_study_config({"name": "c", "constraints": {"min_accuracy_under_faults_points": 70.0},
+                                 "search_space": {"exit_threshold": {"type": "float", "low": 0.0, "high": 0.5}}},
+                                source="test")
+    metrics = {"accuracy_drop": 1.0, "latency_ms": 1.0, "area_mm2": 1.0, "memory_mb": 1.0,
+               "accuracy_under_faults": 65.5}
+    assert _constraints(config, metrics) == {"accuracy_under_faults": 4.5}  # 70 - 65.5 > 0: infeasible
+    assert _constraints(config, {**metrics, "accuracy_under_faults": 72.0}) == {"accuracy_under_faults": -2.0}
