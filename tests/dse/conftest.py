@@ -51,3 +51,4 @@ def recorded_study(tmp_path: Path) -> StudyFolder:
         trial.set_constraint("accuracy_drop", BASELINE - accuracy - 3.0)
         study.tell(trial, [accuracy, energy, latency])
     return folder
+

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import BertConfig, BertModel
 
 from dse.config import parse_study_config
 from dse.evaluate import EvalContext, evaluate_trial, sentence_results
-from dse.modeling.batching import EncodedSet
-from dse.modeling.early_exit import EarlyExitModel
-from hwmodels import ModelShape
+
+from .tiny_eval import tiny_context
 
 CONFIG = parse_study_config(
     {"name": "sentences", "search_space": {"exit_threshold": {"type": "float", "low": 0.0, "high": 0.7}}},
@@ -22,16 +19,7 @@ CONFIG = parse_study_config(
 
 
 def _context(cache_dir: Path) -> EvalContext:
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=64)
-    model = EarlyExitModel(BertModel(cfg), num_labels=2).eval()
-    rng = np.random.default_rng(0)
-    ids = [[98, *rng.integers(1, 98, int(n)).tolist(), 99] for n in rng.integers(3, 20, 24)]
-    dev = EncodedSet(ids, [[0] * len(r) for r in ids], rng.integers(0, 2, 24))
-    return EvalContext(task="sst2", model=model, prepared_key="tiny", dev=dev, pad_id=0,
-                       shape=ModelShape.from_hf_config(cfg, num_labels=2), baseline_points=50.0,
-                       cache_dir=cache_dir)
+    return tiny_context(cache_dir, rows=24, baseline_points=50.0)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.69])  # no exit; exit wherever this random model is unsure

@@ -206,7 +206,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     sys.path.insert(0, {here!r})
-    from conftest import tiny_config, tiny_context
+    from tiny_eval import tiny_config, tiny_context
     from dse.evaluate import evaluate_trial
     from dse.study.engine import StudyFolder, run_study
 
@@ -238,7 +238,7 @@ def test_kill_9_at_any_moment_then_resume(tmp_path: Path) -> None:
     folder = StudyFolder(tmp_path / "unit")
     log = tmp_path / "evaluations.log"
     n = 8
-    script = CHILD.format(here=str(HERE), log=str(log), folder=str(folder.path), n=n)
+    script = CHILD.format(here=str(HERE.parent), log=str(log), folder=str(folder.path), n=n)
     finished: dict[int, tuple[float, ...]] = {}
     for grown_by, delay in ((1, 0.0), (3000, 0.13), (1500, 0.31)):  # at setup, mid-trial, mid-write
         child = subprocess.Popen([sys.executable, "-c", script])
@@ -265,7 +265,7 @@ def test_kill_9_at_any_moment_then_resume(tmp_path: Path) -> None:
 
 def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     folder = StudyFolder(tmp_path / "unit")
-    script = CHILD.format(here=str(HERE), log=str(tmp_path / "ev.log"), folder=str(folder.path), n=6)
+    script = CHILD.format(here=str(HERE.parent), log=str(tmp_path / "ev.log"), folder=str(folder.path), n=6)
     child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     _wait_for_progress(folder, child, 2000)
     child.send_signal(signal.SIGTERM)
