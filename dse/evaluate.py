@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from dse.compression.adaptivfloat import AdaptivFloatFormat
-from dse.compression.apply import CompressionSpec, compress, embedding_tables
+from dse.compression.apply import CompressionSpec, compress, embedding_tables, weight_format
 from dse.compression.envm_faults import bits_per_cell, cell_error_prob, inject_table_faults
 from dse.compression.span import span_for_hardware
 from dse.config import FaultsConfig, FinetuneConfig, StudyConfig
@@ -79,6 +79,7 @@ class TrialOutcome:
 class FaultOutcome:
     """Accuracy of one design with eNVM faults in its stored embedding tables, per repeat."""
 
+    cell: str  # the eNVM cell type the embedding tables are stored in
     points: np.ndarray  # the task's main metric (points) of each faulty dev pass
     faulty_cells: np.ndarray  # cells that took an adjacent-level error, per pass
     error_prob: float  # per cell, after error_rate_scale
@@ -89,8 +90,8 @@ class FaultOutcome:
         # equal repeats (an error-free cell) give exactly the clean accuracy, not a rounded mean
         return float(self.points[0]) if np.all(self.points == self.points[0]) else float(self.points.mean())
 
-    def details(self, cell: str) -> dict[str, Any]:
-        return {"cell": cell, "error_prob": self.error_prob, "repeats": len(self.points),
+    def details(self) -> dict[str, Any]:
+        return {"cell": self.cell, "error_prob": self.error_prob, "repeats": len(self.points),
                 "accuracy_mean": self.mean_points, "accuracy_std": float(self.points.std()),
                 "accuracy_per_repeat": [float(p) for p in self.points],
                 "faulty_cells_mean": float(self.faulty_cells.mean()),
@@ -132,7 +133,7 @@ class EvalContext:
     train_entropy: np.ndarray | None = None  # [rows, layers] off-ramp entropies on train rows
     training_source: TrainingSource | None = None  # where compression-aware fine-tunes get their rows
     faults: FaultsConfig = field(default_factory=FaultsConfig)  # eNVM fault injection (off by default)
-    _memory: dict[str, torch.Tensor] = field(default_factory=dict)
+    _memory: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # cached arrays by name
     _trained: dict[str, TrainedModel] = field(default_factory=dict)
 
     @property
@@ -281,26 +282,34 @@ def _atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.unlink(tmp)
 
 
-def layer_logits(ctx: EvalContext, spec: CompressionSpec) -> tuple[torch.Tensor, bool]:
-    """Per-layer dev logits ``[layers, rows, labels]`` of the compressed model; cached."""
-    key = _cache_key(ctx, spec)
-    if key in ctx._memory:
-        return ctx._memory[key], True
-    path = ctx.cache_dir / f"{key}.npz" if ctx.cache_dir else None
+def _cached_arrays(ctx: EvalContext, name: str,
+                   compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+    """Arrays cached as ``name``: from this context's memory, else ``<cache_dir>/<name>.npz``,
+    else ``compute()`` (then saved atomically); and whether they came from a cache."""
+    if name in ctx._memory:
+        return ctx._memory[name], True
+    path = ctx.cache_dir / f"{name}.npz" if ctx.cache_dir else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as data:
-            logits = torch.from_numpy(data["logits"])
-        hit = True
+            arrays, hit = {k: data[k] for k in data.files}, True
     else:
+        arrays, hit = compute(), False
+        if path is not None:
+            _atomic_save(path, arrays)
+    ctx._memory[name] = arrays
+    return arrays, hit
+
+
+def layer_logits(ctx: EvalContext, spec: CompressionSpec) -> tuple[torch.Tensor, bool]:
+    """Per-layer dev logits ``[layers, rows, labels]`` of the compressed model; cached."""
+    def compute() -> dict[str, np.ndarray]:
         model = trial_model(ctx, spec.training)
         compressed, _ = compress(model, spec)
         check_knobs_active(model, compressed, spec, dev=ctx.dev, pad_id=ctx.pad_id)
-        logits = dev_layer_logits(compressed, ctx.dev, pad_id=ctx.pad_id)
-        if path is not None:
-            _atomic_save(path, {"logits": logits.numpy()})
-        hit = False
-    ctx._memory[key] = logits
-    return logits, hit
+        return {"logits": dev_layer_logits(compressed, ctx.dev, pad_id=ctx.pad_id).numpy()}
+
+    arrays, hit = _cached_arrays(ctx, _cache_key(ctx, spec), compute)
+    return torch.from_numpy(arrays["logits"]), hit
 
 
 def _fault_cache_key(ctx: EvalContext, spec: CompressionSpec, cell: str, error_prob: float) -> str:
@@ -316,20 +325,11 @@ def faulty_layer_logits(ctx: EvalContext, spec: CompressionSpec, cell: str,
     """Per-layer dev logits ``[repeats, layers, rows, labels]`` of the compressed model with its
     embedding tables stored in ``cell`` and corrupted (seeds ``[faults.seed, repeat]``), the
     faulty cells of each repeat, and whether they came from the cache (memory or disk)."""
-    key = _fault_cache_key(ctx, spec, cell, error_prob)
-    if key in ctx._memory:
-        return ctx._memory[key], ctx._memory[f"{key}.cells"].numpy(), True
-    path = ctx.cache_dir / f"faults-{key}.npz" if ctx.cache_dir else None
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            logits, cells = torch.from_numpy(data["logits"]), data["faulty_cells"]
-        hit = True
-    else:
+    def compute() -> dict[str, np.ndarray]:
         compressed, _ = compress(trial_model(ctx, spec.training), spec)
         tables = embedding_tables(compressed)
         clean = {n: t.weight.detach().clone() for n, t in tables.items()}
-        fmt = AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits,
-                                 variant=spec.weight_format)  # type: ignore[arg-type]
+        fmt = weight_format(spec)
         runs, counts = [], []
         for r in range(ctx.faults.repeats):
             with torch.no_grad():
@@ -338,13 +338,10 @@ def faulty_layer_logits(ctx: EvalContext, spec: CompressionSpec, cell: str,
             counts.append(inject_table_faults(tables, fmt, cell=cell, error_prob=error_prob,
                                               seed=[ctx.faults.seed, r]))
             runs.append(dev_layer_logits(compressed, ctx.dev, pad_id=ctx.pad_id))
-        logits, cells = torch.stack(runs), np.asarray(counts, dtype=np.int64)
-        if path is not None:
-            _atomic_save(path, {"logits": logits.numpy(), "faulty_cells": cells})
-        hit = False
-    ctx._memory[key] = logits
-    ctx._memory[f"{key}.cells"] = torch.from_numpy(cells)
-    return logits, cells, hit
+        return {"logits": torch.stack(runs).numpy(), "faulty_cells": np.asarray(counts, dtype=np.int64)}
+
+    arrays, hit = _cached_arrays(ctx, f"faults-{_fault_cache_key(ctx, spec, cell, error_prob)}", compute)
+    return torch.from_numpy(arrays["logits"]), arrays["faulty_cells"], hit
 
 
 def fault_outcome(ctx: EvalContext, spec: CompressionSpec, cell: str, threshold: float,
@@ -359,10 +356,10 @@ def fault_outcome(ctx: EvalContext, spec: CompressionSpec, cell: str, threshold:
         return None
     prob = cell_error_prob(cell, scale=f.error_rate_scale, overrides=f.cell_error_prob)
     if prob == 0.0:
-        return FaultOutcome(np.full(f.repeats, clean_points), np.zeros(f.repeats, dtype=np.int64), 0.0, True)
+        return FaultOutcome(cell, np.full(f.repeats, clean_points), np.zeros(f.repeats, dtype=np.int64), 0.0, True)
     logits, cells, hit = faulty_layer_logits(ctx, spec, cell, prob)
     points = np.array([early_exit_points(ctx.task, run, ctx.dev.labels, threshold)[0] for run in logits])
-    return FaultOutcome(points, cells, prob, hit)
+    return FaultOutcome(cell, points, cells, prob, hit)
 
 
 def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None) -> CompressionProfile:
@@ -414,8 +411,7 @@ def predicted_exit_layers(ctx: EvalContext, logits: torch.Tensor, threshold: flo
 
 
 def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor, hw: HardwareResult,
-                   faults: FaultOutcome | None = None,
-                   cell: str | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+                   faults: FaultOutcome | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """A design's metrics (every name in dse.config.METRICS) and recorded details.
 
     ``accuracy_under_faults`` is the mean over ``faults``' repeats, else ``points`` (faults off:
@@ -439,7 +435,7 @@ def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor, h
         "exit_layer_histogram": np.bincount(exit_layers.numpy(), minlength=ctx.shape.num_layers + 1)[1:].tolist(),
     }
     if faults is not None:
-        attrs["faults"] = faults.details(str(cell))
+        attrs["faults"] = faults.details()
     return metrics, attrs
 
 
@@ -461,7 +457,7 @@ def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
         raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
     cell = str(knobs["envm_cell"])
     faults = fault_outcome(ctx, spec, cell, float(knobs["exit_threshold"]), points)
-    metrics, attrs = design_metrics(ctx, points, exit_layers, hw, faults, cell)
+    metrics, attrs = design_metrics(ctx, points, exit_layers, hw, faults)
     attrs["eval_key"] = _cache_key(ctx, spec)
     if not spec.training.is_noop:
         trained = trained_model(ctx, spec.training)

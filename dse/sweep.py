@@ -102,7 +102,7 @@ def sweep_cheap_knobs(ctx: EvalContext, config: StudyConfig, knobs: dict[str, An
             cell = str(point["envm_cell"])
             if cell not in faults:
                 faults[cell] = fault_outcome(ctx, spec, cell, threshold, accuracy)
-            metrics, attrs = design_metrics(ctx, accuracy, exits, batch.design(k), faults[cell], cell)
+            metrics, attrs = design_metrics(ctx, accuracy, exits, batch.design(k), faults[cell])
             if all(v <= 0 for v in constraints(metrics).values()):
                 designs.append(DerivedDesign({n: point[n] for n in dists}, metrics, attrs))
     if not designs:

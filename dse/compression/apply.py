@@ -16,7 +16,7 @@ from dse.modeling.early_exit import EarlyExitModel
 from dse.training.spec import TrainingSpec
 
 __all__ = ["CompressionSpec", "activation_format", "attach_activation_quantization", "compress",
-           "embedding_tables", "encoder_linears"]
+           "embedding_tables", "encoder_linears", "weight_format"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
     report["encoder_sparsity"] = _mean_sparsity([m.weight for m in linears.values()])
     report["embedding_sparsity"] = _mean_sparsity([m.weight for m in tables.values()])
 
-    fmt = AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits, variant=spec.weight_format)
+    fmt = weight_format(spec)
     table_ids = {id(m) for m in tables.values()}
     biases = quantize_model_weights_(
         out, fmt, include=lambda _n, m: isinstance(m, nn.Linear) or id(m) in table_ids
@@ -106,6 +106,12 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
     # The knob can only shorten spans a compression-aware fine-tune learned (inf = none learned).
     out.spans.clamp_(max=math.inf if spec.attention_span >= 512 else float(spec.attention_span))
     return out, report
+
+
+def weight_format(spec: CompressionSpec) -> AdaptivFloatFormat:
+    """The AdaptivFloat format every quantized weight and embedding table of ``spec`` uses."""
+    return AdaptivFloatFormat(total_bits=spec.weight_bits, exp_bits=spec.weight_exp_bits,
+                              variant=spec.weight_format)  # type: ignore[arg-type]
 
 
 def activation_format(spec: CompressionSpec) -> AdaptivFloatFormat | None:
