@@ -116,7 +116,10 @@ def _write_outputs(folder, config, *, show: bool) -> None:  # noqa: ANN001
         tmp.replace(folder.path / f"{name}.csv")
     plots = write_study_plots(analysis, folder.plots)
     if show:
-        _print_front(analysis.front, config, analysis.baseline_points)
+        _print_front(analysis.front, config, study.user_attrs.get("baseline_points_by_task")
+                     or analysis.baseline_points)
+        for note in (study.user_attrs.get("approximations") or {}).values():
+            console.print(f"approximation: {note}")
         if analysis.reference is not None:
             reference = ", ".join(f"{n} {v:.4g}" for n, v in zip(config.objective_names(), analysis.reference))
             console.print(f"hypervolume {analysis.hypervolume:.6g} (reference {reference}; "
@@ -127,9 +130,13 @@ def _write_outputs(folder, config, *, show: bool) -> None:  # noqa: ANN001
 
 
 def _print_front(front, config, baseline) -> None:  # noqa: ANN001
+    """``baseline``: points, or points per task (a multi-task study)."""
     names = config.objective_names()
-    table = Table(title=f"Pareto front of {config.name}"
-                  + (f" (baseline {baseline:.2f} points)" if baseline is not None else ""))
+    if isinstance(baseline, dict):
+        baseline_text = " (baselines " + ", ".join(f"{t} {p:.2f}" for t, p in baseline.items()) + " points)"
+    else:
+        baseline_text = f" (baseline {baseline:.2f} points)" if baseline is not None else ""
+    table = Table(title=f"Pareto front of {config.name}{baseline_text}")
     knob_cols = [f"knob.{k}" for k in config.search_space if f"knob.{k}" in front.columns]
     for col in ["trial", *names, *[c.removeprefix("knob.") for c in knob_cols]]:
         table.add_column(col, justify="right")
@@ -203,9 +210,11 @@ def study_status(
     analysis = analyse_study(study, config)
     reference = (None if analysis.reference is None
                  else dict(zip(config.objective_names(), map(float, analysis.reference))))
-    info = {"study": config.name, "target_trials": config.n_trials, "completed": count_complete(study),
+    info = {"study": config.name, "target_trials": study.user_attrs.get("target_trials", config.n_trials),
+            "completed": count_complete(study),
             "states": states, "pareto_size": len(analysis.front),
             "baseline_points": study.user_attrs.get("baseline_points"),
+            **{k: study.user_attrs[k] for k in ("baseline_points_by_task", "approximations") if k in study.user_attrs},
             "hypervolume": analysis.hypervolume, "hypervolume_reference": reference,
             "hypervolume_reference_source": analysis.reference_source}
     if fmt is Format.json:
@@ -338,22 +347,20 @@ def deploy(
 
 @app.command("prepare")
 def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
-    """Fine-tune (or load from the cache) the study's early-exit model and report its baseline."""
+    """Fine-tune (or load from the cache) the study's early-exit model(s) and report the baselines."""
     from dse.config import load_study_config
-    from dse.data import resolve_glue_dir
-    from dse.modeling.loading import resolve_model_source
-    from dse.prepare import prepare_model
+    from dse.evaluate import check_task_data, prepare_for_study
 
     config = load_study_config(space)
-    prepared = prepare_model(
-        model_source=resolve_model_source(config.model.name), task=config.task,
-        glue_dir=resolve_glue_dir(config.data.glue_dir),
-        max_seq_length=config.model.max_seq_length, finetune=config.finetune,
-    )
-    info = prepared.info
-    console.print(f"prepared {info.task} ({info.train_rows} train rows) at {prepared.path}")
-    console.print("dev metric by exit layer: "
-                  + ", ".join(f"{100 * m:.2f}" for m in info.baseline_dev_metric_by_layer))
+    check_task_data(config)
+    for task in config.task_settings():
+        prepared = prepare_for_study(config, task)
+        info = prepared.info
+        console.print(f"prepared {info.task} ({info.train_rows} train rows) at {prepared.path}")
+        console.print("dev metric by exit layer: "
+                      + ", ".join(f"{100 * m:.2f}" for m in info.baseline_dev_metric_by_layer))
+        if task.approximation:
+            console.print(f"approximation: {task.approximation}")
 
 
 @app.command("trace")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from dse.errors import ConfigError
 
@@ -32,7 +33,13 @@ __all__ = [
     "StorageConfig",
     "StudyConfig",
     "SweepConfig",
+    "TASK_KNOBS",
+    "TASK_METRICS",
+    "TaskEntry",
+    "TaskSettings",
     "config_hash",
+    "knob_of",
+    "knobs_for_task",
     "load_study_config",
     "parse_study_config",
 ]
@@ -112,7 +119,8 @@ KNOBS: dict[str, Knob] = {
 # Metrics a trial produces, with the direction that is better.
 METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "accuracy": "maximize",  # the task's main metric, in points (0-100)
-    "accuracy_drop": "minimize",  # points below the fine-tuned baseline
+    "accuracy_drop": "minimize",  # points below the fine-tuned baseline (multi-task: mix-weighted mean)
+    "worst_accuracy_drop": "minimize",  # the largest drop over a multi-task study's tasks (= accuracy_drop)
     "energy_uj": "minimize",  # mean energy per sentence (µJ)
     "latency_ms": "minimize",  # mean latency per sentence (ms)
     "p95_latency_ms": "minimize",
@@ -123,6 +131,15 @@ METRICS: dict[str, Literal["maximize", "minimize"]] = {
     # mean accuracy (points) with eNVM faults in the stored embeddings; = accuracy when faults are off
     "accuracy_under_faults": "maximize",
 }
+
+# Multi-task studies: knobs each task may set for itself (``<task>.<knob>`` in search_space or
+# fixed). The rest is one chip and one shared embedding table: hardware, the embedding
+# compression, and the AdaptivFloat weight format of the datapath and of that table.
+TASK_KNOBS = ("encoder_pruning", "attention_span", "exit_threshold", "activation_bits", "pruning_method",
+              "train_pruning", "span_init", "distillation", "train_epochs")
+# Per-task metrics a multi-task trial records as ``<task>.<metric>`` (objectives may name them).
+TASK_METRICS = ("accuracy", "accuracy_drop", "energy_uj", "latency_ms", "avg_exit_layer",
+                "accuracy_under_faults")
 
 
 class FloatParam(_Strict):
@@ -192,18 +209,22 @@ class FinetuneConfig(_Strict):
     offramp_epochs: int = Field(default=20, ge=1)
     offramp_learning_rate: float = Field(default=1e-3, gt=0)
     seed: int = 0
+    freeze_embeddings: bool = Field(default=False, description="keep the embedding module (tables, LayerNorm) "
+                                    "fixed; multi-task studies always do, so their tasks share one table")
 
 
 class Objective(_Strict):
-    name: str
+    name: str  # a METRICS name, or <task>.<TASK_METRICS name> in a multi-task study
     direction: Literal["maximize", "minimize"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Objective":
-        if self.name not in METRICS:
-            raise ValueError(f"unknown objective {self.name!r}; known: {', '.join(METRICS)}")
+        metric = self.name.split(".", 1)[1] if "." in self.name else self.name
+        if metric not in METRICS or ("." in self.name and metric not in TASK_METRICS):
+            raise ValueError(f"unknown objective {self.name!r}; known: {', '.join(METRICS)}, "
+                             f"or <task>.<metric> with a metric of {', '.join(TASK_METRICS)}")
         if self.direction is None:
-            object.__setattr__(self, "direction", METRICS[self.name])
+            object.__setattr__(self, "direction", METRICS[metric])
         return self
 
 
@@ -247,6 +268,61 @@ class FaultsConfig(_Strict):
         return self
 
 
+class TaskEntry(_Strict):
+    """One task of a multi-task study: its share of the sentences the chip serves, its own data."""
+
+    name: str
+    mix: float = Field(default=1.0, gt=0, description="relative share of served sentences (normalised)")
+    dev_subset: int | None = Field(default=None, ge=16, description="seeded dev subset; null = data.dev_subset")
+    train_from_dev: float | None = Field(
+        default=None, gt=0, lt=1, description="no train split offline (QNLI, MNLI): fine-tune on this "
+        "seeded fraction of the dev rows and score on the rest (an approximation, marked in outputs)")
+    finetune: FinetuneConfig | None = Field(default=None, description="null: the study's finetune")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TaskEntry":
+        from dse.data import task_spec
+
+        try:
+            object.__setattr__(self, "name", task_spec(self.name).name)  # canonical: "SST-2" -> "sst2"
+        except Exception as exc:  # DataError -> validation error with the same text
+            raise ValueError(str(exc)) from None
+        return self
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """One task of a study, resolved: what preparing and scoring it needs."""
+
+    name: str  # canonical GLUE task name
+    mix: float  # share of the served sentences, summing to 1 over the study's tasks
+    finetune: FinetuneConfig
+    dev_subset: int | None
+    train_from_dev: float | None
+
+    @property
+    def approximation(self) -> str | None:
+        """What an approximated task's scores mean, for outputs; None when it has a real train split."""
+        if self.train_from_dev is None:
+            return None
+        return (f"{self.name}: no train split offline; fine-tuned on {self.train_from_dev:.0%} of the dev rows "
+                f"(seeded), scored on the other {1 - self.train_from_dev:.0%}: not the official dev figure")
+
+
+def knob_of(name: str) -> Knob:
+    """The knob behind a knob name or a multi-task study's ``<task>.<knob>``."""
+    return KNOBS[name.split(".", 1)[-1]]
+
+
+def knobs_for_task(knobs: dict[str, Any], task: str) -> dict[str, Any]:
+    """A multi-task trial's knobs as one task sees them: shared knobs, with ``<task>.<knob>``
+    values in place of their shared ones (other tasks' scoped knobs dropped)."""
+    out = {k: v for k, v in knobs.items() if "." not in k}
+    prefix = f"{task}."
+    out.update({k[len(prefix):]: v for k, v in knobs.items() if k.startswith(prefix)})
+    return out
+
+
 class SamplerConfig(_Strict):
     name: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     seed: int = 0
@@ -284,6 +360,8 @@ class StudyConfig(_Strict):
     version: int = CONFIG_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     task: str = "sst2"
+    tasks: tuple[TaskEntry, ...] | None = Field(default=None, min_length=2,
+                                                description="a multi-task study: one chip serves these")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     finetune: FinetuneConfig = FinetuneConfig()
@@ -318,14 +396,24 @@ class StudyConfig(_Strict):
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError("objectives are listed twice")
+        task_names = self._check_tasks()
+        for name in names:
+            if "." in name and name.split(".", 1)[0] not in task_names:
+                raise ValueError(f"objective {name!r}: {name.split('.', 1)[0]!r} is not a task of this study"
+                                 + ("" if task_names else " (per-task objectives need a multi-task study)"))
         for name, param in self.search_space.items():
-            _check_knob(name, param)
+            _check_knob(self._knob_name(name, task_names, "search_space"), param)
         for name, value in self.fixed.items():
-            if name not in KNOBS:
+            knob = self._knob_name(name, task_names, "fixed")
+            if knob not in KNOBS:
                 raise ValueError(f"fixed: unknown knob {name!r}; known: {', '.join(KNOBS)}")
             if name in self.search_space:
                 raise ValueError(f"knob {name!r} is both searched and fixed")
-            _check_value(name, value)
+            _check_value(knob, value)
+        chosen = set(self.search_space) | set(self.fixed)
+        for name in chosen:
+            if "." in name and name.split(".", 1)[1] in chosen:
+                raise ValueError(f"knob {name.split('.', 1)[1]!r} is set for every task and also as {name!r}")
         bits, exp_bits = self._extent("weight_bits", min), self._extent("weight_exp_bits", max)
         if exp_bits >= bits:
             raise ValueError(f"weight_exp_bits can reach {exp_bits} but weight_bits can be as low as "
@@ -333,6 +421,55 @@ class StudyConfig(_Strict):
         if self.hypervolume_reference is not None:
             _check_reference(self.hypervolume_reference, names)
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self.tasks is not None:  # a multi-task study has no single task (and must reload without one)
+            data.pop("task", None)
+        return data
+
+    def _check_tasks(self) -> list[str]:
+        """A multi-task study's task names (canonical); [] for a single-task study."""
+        if self.tasks is None:
+            return []
+        if "task" in self.model_fields_set:
+            raise ValueError("give either task (one task) or tasks (a multi-task study), not both")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tasks: {', '.join(n for n in names if names.count(n) > 1)} listed twice")
+        return names
+
+    @staticmethod
+    def _knob_name(name: str, task_names: list[str], where: str) -> str:
+        """The knob behind a search_space/fixed key: ``knob`` or, in a multi-task study, ``<task>.<knob>``."""
+        if "." not in name:
+            return name
+        if not task_names:
+            raise ValueError(f"{where}: {name!r}: only a multi-task study (tasks:) scopes knobs to a task")
+        task, knob = name.split(".", 1)
+        if task not in task_names:
+            raise ValueError(f"{where}: {name!r}: {task!r} is not a task of this study ({', '.join(task_names)})")
+        if knob not in TASK_KNOBS:
+            raise ValueError(f"{where}: {name!r}: {knob!r} cannot differ between tasks (one chip, one shared "
+                             f"embedding table); per-task knobs: {', '.join(TASK_KNOBS)}")
+        return knob
+
+    @property
+    def is_multitask(self) -> bool:
+        return self.tasks is not None
+
+    def task_settings(self) -> list[TaskSettings]:
+        """Every task of the study, resolved (a single-task study has one, with mix 1)."""
+        if self.tasks is None:
+            from dse.data import task_spec
+
+            return [TaskSettings(task_spec(self.task).name, 1.0, self.finetune, self.data.dev_subset, None)]
+        total = sum(t.mix for t in self.tasks)
+        return [TaskSettings(t.name, t.mix / total,
+                             (t.finetune or self.finetune).model_copy(update={"freeze_embeddings": True}),
+                             t.dev_subset if t.dev_subset is not None else self.data.dev_subset, t.train_from_dev)
+                for t in self.tasks]
 
     def _extent(self, name: str, pick: Any) -> Any:
         """The lowest or highest value a numeric knob can take in this study."""
@@ -348,6 +485,9 @@ class StudyConfig(_Strict):
         values = {name: knob.default for name, knob in KNOBS.items()}
         values.update(self.fixed)
         values.update(params)
+        for knob in TASK_KNOBS if self.tasks else ():  # set for every task: no shared value left
+            if all(f"{t.name}.{knob}" in values for t in self.tasks):
+                del values[knob]
         return values
 
     def objective_names(self) -> list[str]:
@@ -412,6 +552,10 @@ def config_hash(config: StudyConfig) -> str:
         data.pop("faults")
     if data["constraints"].get("min_accuracy_under_faults_points") is None:  # likewise
         data["constraints"].pop("min_accuracy_under_faults_points", None)
+    if data.get("tasks") is None:  # likewise
+        data.pop("tasks", None)
+    if not data["finetune"].get("freeze_embeddings"):  # likewise
+        data["finetune"].pop("freeze_embeddings", None)
     for key, default in (("gpus_per_trial", 0.0), ("max_retries", 2)):  # keep older studies' hashes
         if data["executor"].get(key) == default:
             data["executor"].pop(key)

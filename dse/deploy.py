@@ -5,6 +5,7 @@
     model_fp32.pt     TorchScript: the exported early-exit model in fp32
     model_int8.pt     TorchScript: the same with every nn.Linear dynamically quantized to int8
                       (torch.ao quantize_dynamic: int8 weights, activations quantized per call)
+                      and every embedding table stored as uint8 with a scale and offset per row
     deploy.json       inputs/outputs, exit rule, labels, and the measured sizes/accuracy/latency
 
 Both artifacts run with plain torch (``torch.jit.load``; no dse, no transformers):
@@ -186,8 +187,10 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
     # deprecation notice for quantized tensors, which quantize_dynamic still builds on
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if int8:
-            model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        if int8:  # the embedding tables are most of a small model's bytes: int8 them too
+            qconfigs = {nn.Linear: torch.ao.quantization.default_dynamic_qconfig,
+                        nn.Embedding: torch.ao.quantization.float_qparams_weight_only_qconfig}
+            model = torch.ao.quantization.quantize_dynamic(model, qconfigs, dtype=torch.qint8)
         embed = torch.jit.trace(_Embed(model), (ids, torch.zeros_like(ids)), check_trace=False)
         layers = [torch.jit.trace(_Layer(model, i), (h, bias), check_trace=False) for i in range(model.num_layers)]
         ramps = [torch.jit.trace(r, (h[:, 0],), check_trace=False) for r in model.off_ramps]
@@ -259,7 +262,8 @@ def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: in
     s = exported.settings
     rows = load_dev_set(s.task, exported.tokenizer,
                         glue_dir=resolve_glue_dir(glue_dir if glue_dir is not None else s.dev_rows.glue_dir),
-                        max_seq_length=s.max_seq_length, dev_subset=s.dev_rows.dev_subset, seed=s.dev_rows.seed)
+                        max_seq_length=s.max_seq_length, dev_subset=s.dev_rows.dev_subset, seed=s.dev_rows.seed,
+                        train_from_dev=s.dev_rows.train_from_dev)
     return rows if max_rows is None or max_rows >= len(rows) else rows.subset(np.arange(max_rows))
 
 

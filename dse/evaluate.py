@@ -24,8 +24,8 @@ from transformers import PreTrainedTokenizerBase
 from dse.compression.apply import CompressionSpec, compress, embedding_tables, weight_format
 from dse.compression.envm_faults import bits_per_cell, cell_error_prob, inject_table_faults
 from dse.compression.span import span_for_hardware
-from dse.config import FaultsConfig, FinetuneConfig, StudyConfig
-from dse.data import load_glue, resolve_glue_dir, task_spec
+from dse.config import FaultsConfig, FinetuneConfig, StudyConfig, TaskSettings
+from dse.data import load_task_split, resolve_glue_dir, task_spec
 from dse.errors import DataError, DSEError
 from dse.guards import check_knobs_active
 from dse.metrics import main_metric
@@ -45,10 +45,11 @@ from hwmodels import (
     fit_exit_predictor,
 )
 
-__all__ = ["EVAL_VERSION", "FAULTS_VERSION", "EvalContext", "FaultOutcome", "SentenceResults", "TrialOutcome",
-           "build_context", "early_exit_points", "evaluate_trial", "fault_outcome", "faulty_layer_logits",
-           "load_dev_set", "prepare_for_study", "sentence_results",
-           "TrainingSource", "study_trial_model", "trained_model", "trial_model"]
+__all__ = ["EVAL_VERSION", "FAULTS_VERSION", "DesignScore", "EvalContext", "FaultOutcome", "SentenceResults",
+           "TrialOutcome", "build_context", "build_task_context", "early_exit_points", "evaluate_trial",
+           "fault_outcome", "faulty_layer_logits", "load_dev_set", "prepare_for_study", "score_design",
+           "sentence_results",
+           "TrainingSource", "check_task_data", "study_trial_model", "trained_model", "trial_model"]
 
 EVAL_VERSION = 1
 FAULTS_VERSION = 1  # bump when the fault model (dse.compression.envm_faults) changes
@@ -108,6 +109,8 @@ class TrainingSource:
     rows: EncodedSet | None = None  # or rows already tokenized (then pad_id is theirs)
     pad_id: int = 0
     cache_dir: Path | None = None  # trained checkpoints; None = dse.prepare.cache_root()
+    train_from_dev: float | None = None  # the task's train rows are part of its dev set
+    split_seed: int = 0
 
     def load_rows(self, task: str) -> tuple[EncodedSet, int]:
         if self.rows is not None:
@@ -115,7 +118,8 @@ class TrainingSource:
         if self.model_source is None:
             raise DSEError("training-time compression needs training rows or a model source")
         return load_train_rows(model_source=self.model_source, task=task, glue_dir=self.glue_dir,
-                               finetune=self.finetune)
+                               finetune=self.finetune, train_from_dev=self.train_from_dev,
+                               split_seed=self.split_seed)
 
 
 @dataclass
@@ -145,19 +149,40 @@ class EvalContext:
         return h.hexdigest()[:16]
 
 
-def prepare_for_study(config: StudyConfig) -> PreparedModel:
-    """The study's fine-tuned (uncompressed) early-exit model: from the cache, else trained."""
+def check_task_data(config: StudyConfig) -> None:
+    """Load every task's fine-tuning and dev rows once, so that a task whose data is missing
+    stops a study before any other task is fine-tuned (one ``DataError`` line)."""
+    glue_dir = resolve_glue_dir(config.data.glue_dir)
+    for task in config.task_settings():
+        for split in ("train", "dev"):
+            try:
+                load_task_split(task.name, split, glue_dir=glue_dir, train_from_dev=task.train_from_dev,
+                                seed=config.data.seed)
+            except DataError as exc:
+                hint = ("; in a multi-task study, train_from_dev on the task fine-tunes it on part of its dev rows"
+                        if split == "train" and "available splits: dev" in str(exc) else "")
+                raise DataError(f"{exc}{hint}") from None
+
+
+def prepare_for_study(config: StudyConfig, task: TaskSettings | None = None) -> PreparedModel:
+    """A task's fine-tuned (uncompressed) early-exit model: from the cache, else trained
+    (``task``: one of ``config.task_settings()``; None: the single task)."""
+    task = task or config.task_settings()[0]
     return prepare_model(
-        model_source=resolve_model_source(config.model.name), task=task_spec(config.task).name,
+        model_source=resolve_model_source(config.model.name), task=task.name,
         glue_dir=resolve_glue_dir(config.data.glue_dir),
-        max_seq_length=config.model.max_seq_length, finetune=config.finetune,
+        max_seq_length=config.model.max_seq_length, finetune=task.finetune,
+        train_from_dev=task.train_from_dev, split_seed=config.data.seed,
     )
 
 
 def load_dev_set(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: Path | None,
-                 max_seq_length: int, dev_subset: int | None, seed: int) -> EncodedSet:
-    """The dev rows a study scores on, tokenized: all of them, or a seeded subset."""
-    dev = encode_dataset(load_glue(task, "dev", glue_dir=glue_dir), tokenizer, max_length=max_seq_length)
+                 max_seq_length: int, dev_subset: int | None, seed: int,
+                 train_from_dev: float | None = None) -> EncodedSet:
+    """The dev rows a study scores on, tokenized: all of them, or a seeded subset (with
+    ``train_from_dev``: of the dev rows not fine-tuned on)."""
+    rows = load_task_split(task, "dev", glue_dir=glue_dir, train_from_dev=train_from_dev, seed=seed)
+    dev = encode_dataset(rows, tokenizer, max_length=max_seq_length)
     if dev_subset is not None and dev_subset < len(dev):
         rng = np.random.default_rng(seed)
         dev = dev.subset(np.sort(rng.choice(len(dev), dev_subset, replace=False)))
@@ -175,24 +200,38 @@ def early_exit_points(task: str, layer_logits: torch.Tensor, labels: np.ndarray,
 
 
 def build_context(config: StudyConfig, *, cache_dir: Path | None,
-                  baseline_points: float | None = None) -> EvalContext:
-    """Prepare (or load) the fine-tuned model and tokenize the study's dev rows.
+                  baseline_points: float | dict[str, float] | None = None) -> Any:
+    """The study's evaluation context: an :class:`EvalContext`, or for a multi-task study a
+    ``dse.multitask.MultiTaskContext`` holding one per task.
 
     ``baseline_points``: the uncompressed model's dev metric when already known (a study
-    records it), which saves the baseline dev pass.
+    records it; per task for a multi-task study), which saves the baseline dev pass.
     """
-    spec = task_spec(config.task)
+    if config.is_multitask:
+        from dse.multitask import build_multitask_context
+
+        by_task = baseline_points if isinstance(baseline_points, dict) else None
+        return build_multitask_context(config, cache_dir=cache_dir, baseline_points=by_task)
+    return build_task_context(config, config.task_settings()[0], cache_dir=cache_dir,
+                              baseline_points=None if isinstance(baseline_points, dict) else baseline_points)
+
+
+def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Path | None,
+                       baseline_points: float | None = None) -> EvalContext:
+    """Prepare (or load) one task's fine-tuned model and tokenize its dev rows."""
+    spec = task_spec(task.name)
     glue_dir = resolve_glue_dir(config.data.glue_dir)
-    prepared = prepare_for_study(config)
+    prepared = prepare_for_study(config, task)
     tokenizer = load_tokenizer(resolve_model_source(config.model.name))
     dev = load_dev_set(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
-                       dev_subset=config.data.dev_subset, seed=config.data.seed)
+                       dev_subset=task.dev_subset, seed=config.data.seed, train_from_dev=task.train_from_dev)
     ctx = EvalContext(
         task=spec.name, model=prepared.model, prepared_key=prepared.info.key, dev=dev,
         pad_id=tokenizer.pad_token_id or 0,
         shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
         baseline_points=0.0, cache_dir=cache_dir,
-        training_source=TrainingSource(config.finetune, resolve_model_source(config.model.name), glue_dir),
+        training_source=TrainingSource(task.finetune, resolve_model_source(config.model.name), glue_dir,
+                                       train_from_dev=task.train_from_dev, split_seed=config.data.seed),
         faults=config.faults,
     )
     if baseline_points is not None:
@@ -201,7 +240,8 @@ def build_context(config: StudyConfig, *, cache_dir: Path | None,
         uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
         ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
     try:
-        train_ds = load_glue(spec.name, "train", glue_dir=glue_dir)
+        train_ds = load_task_split(spec.name, "train", glue_dir=glue_dir, train_from_dev=task.train_from_dev,
+                                   seed=config.data.seed)
     except DataError:  # e.g. QNLI/MNLI offline: DVFS trials then fail with a clear reason
         train_ds = None
     if train_ds is not None:
@@ -243,15 +283,17 @@ def trial_model(ctx: EvalContext, training: TrainingSpec) -> EarlyExitModel:
     return trained_model(ctx, training).model
 
 
-def study_trial_model(config: StudyConfig, prepared: PreparedModel, training: TrainingSpec) -> EarlyExitModel:
+def study_trial_model(config: StudyConfig, prepared: PreparedModel, training: TrainingSpec,
+                      task: TaskSettings | None = None) -> EarlyExitModel:
     """:func:`trial_model` outside a study's evaluation context (exports, re-evaluation)."""
     if training.is_noop:
         return prepared.model
-    source = TrainingSource(config.finetune, resolve_model_source(config.model.name),
-                            resolve_glue_dir(config.data.glue_dir))
-    task = task_spec(config.task).name
-    return train_compressed(prepared.model, parent_key=prepared.info.key, task=task, spec=training,
-                            finetune=config.finetune, train_rows=lambda: source.load_rows(task)).model
+    task = task or config.task_settings()[0]
+    source = TrainingSource(task.finetune, resolve_model_source(config.model.name),
+                            resolve_glue_dir(config.data.glue_dir), train_from_dev=task.train_from_dev,
+                            split_seed=config.data.seed)
+    return train_compressed(prepared.model, parent_key=prepared.info.key, task=task.name, spec=training,
+                            finetune=task.finetune, train_rows=lambda: source.load_rows(task.name)).model
 
 
 def trained_model(ctx: EvalContext, training: TrainingSpec) -> TrainedModel:
@@ -420,6 +462,7 @@ def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor, h
     metrics = {
         "accuracy": points,
         "accuracy_drop": ctx.baseline_points - points,
+        "worst_accuracy_drop": ctx.baseline_points - points,
         "energy_uj": float(hw.mean_energy_uj),
         "latency_ms": float(hw.mean_latency_ms),
         "p95_latency_ms": float(hw.p95_latency_ms),
@@ -439,9 +482,33 @@ def design_metrics(ctx: EvalContext, points: float, exit_layers: torch.Tensor, h
     return metrics, attrs
 
 
-def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
-    """Metrics of one design point given every knob's value (see ``StudyConfig.knob_values``)."""
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class DesignScore:
+    """One design scored on one task's dev rows: accuracy, exits, hardware, faults."""
+
+    spec: CompressionSpec
+    points: float  # the task's main metric (points) under early exit
+    exit_layers: torch.Tensor
+    hw: HardwareResult
+    faults: FaultOutcome | None
+    cache_hit: bool
+
+    def sentences(self, ctx: EvalContext) -> SentenceResults:
+        return SentenceResults(exit_layers=self.exit_layers.numpy(), latency_ms=np.asarray(self.hw.latency_ns) * 1e-6,
+                               energy_uj=np.asarray(self.hw.energy_pj) * 1e-6, tokens=np.asarray(ctx.dev.lengths))
+
+    def attrs(self, ctx: EvalContext) -> dict[str, Any]:
+        """What identifies the design's model: its logits cache key and any trained checkpoint."""
+        out: dict[str, Any] = {"eval_key": _cache_key(ctx, self.spec)}
+        if not self.spec.training.is_noop:
+            trained = trained_model(ctx, self.spec.training)
+            out["trained_key"] = trained.info["key"]
+            out["trained_matrix_sparsity"] = trained.info["matrix_sparsity"]
+        return out
+
+
+def score_design(ctx: EvalContext, knobs: dict[str, Any]) -> DesignScore:
+    """Score one design on ``ctx``'s task (``knobs``: every knob's value, as that task sees them)."""
     spec = CompressionSpec.from_knobs(knobs)
     logits, hit = layer_logits(ctx, spec)
     points, exit_layers = early_exit_points(ctx.task, logits, ctx.dev.labels, float(knobs["exit_threshold"]))
@@ -455,20 +522,25 @@ def evaluate_trial(ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
     )
     if not hw.valid:
         raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
-    cell = str(knobs["envm_cell"])
-    faults = fault_outcome(ctx, spec, cell, float(knobs["exit_threshold"]), points)
-    metrics, attrs = design_metrics(ctx, points, exit_layers, hw, faults)
-    attrs["eval_key"] = _cache_key(ctx, spec)
-    if not spec.training.is_noop:
-        trained = trained_model(ctx, spec.training)
-        attrs["trained_key"] = trained.info["key"]
-        attrs["trained_matrix_sparsity"] = trained.info["matrix_sparsity"]
-    sentences = SentenceResults(exit_layers=exit_layers.numpy(), latency_ms=np.asarray(hw.latency_ns) * 1e-6,
-                                energy_uj=np.asarray(hw.energy_pj) * 1e-6, tokens=np.asarray(ctx.dev.lengths))
-    return TrialOutcome(metrics, attrs, hit, time.perf_counter() - start, sentences)
+    faults = fault_outcome(ctx, spec, str(knobs["envm_cell"]), float(knobs["exit_threshold"]), points)
+    return DesignScore(spec, points, exit_layers, hw, faults, hit)
 
 
-def sentence_results(ctx: EvalContext, knobs: dict[str, Any]) -> SentenceResults:
+def evaluate_trial(ctx: Any, knobs: dict[str, Any]) -> TrialOutcome:
+    """Metrics of one design point given every knob's value (see ``StudyConfig.knob_values``);
+    ``ctx`` is an :class:`EvalContext` or a multi-task study's ``MultiTaskContext``."""
+    if not isinstance(ctx, EvalContext):
+        from dse.multitask import evaluate_multitask
+
+        return evaluate_multitask(ctx, knobs)
+    start = time.perf_counter()
+    score = score_design(ctx, knobs)
+    metrics, attrs = design_metrics(ctx, score.points, score.exit_layers, score.hw, score.faults)
+    attrs.update(score.attrs(ctx))
+    return TrialOutcome(metrics, attrs, score.cache_hit, time.perf_counter() - start, score.sentences(ctx))
+
+
+def sentence_results(ctx: Any, knobs: dict[str, Any]) -> SentenceResults:
     """Every dev sentence's exit layer, latency and energy for one design.
 
     Uses the per-layer logits cache, so a design a study already scored needs no model run.

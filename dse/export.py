@@ -4,7 +4,9 @@
 rebuild and re-score the design without Optuna (the resolved study definition, the compression
 and hardware knobs, the trial's metrics). ``OUT/model/``: the compressed model in Hugging Face
 ``save_pretrained`` layout (``dse.hf_export``). ``OUT/accelerator.json``: the design as an
-EdgeBERT accelerator parameter file (``hwmodels``).
+EdgeBERT accelerator parameter file (``hwmodels``). A multi-task design has one
+``OUT/<task>/model/`` and ``OUT/<task>/accelerator.json`` per task instead (one chip, each
+task's own compression and exit predictor), and ``_data.accelerator`` maps task -> file content.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from dse.config import KNOBS, StudyConfig, config_hash, parse_study_config
+from dse.config import KNOBS, StudyConfig, TaskSettings, config_hash, knob_of, knobs_for_task, parse_study_config
 from dse.errors import DSEError
 from dse.results import feasible
 
@@ -43,13 +45,30 @@ def _complete_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTria
     return trial
 
 
+def _task_prepared_keys(study: optuna.Study, config: StudyConfig) -> dict[str, str | None]:
+    """The fine-tuned model key each task's trials used (a multi-task study records ``task:key,...``)."""
+    recorded = study.user_attrs.get("prepared_key")
+    if not config.is_multitask:
+        return {config.task_settings()[0].name: recorded}
+    pairs = dict(item.split(":", 1) for item in recorded.split(",")) if recorded else {}
+    return {t.name: pairs.get(t.name) for t in config.task_settings()}
+
+
 def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
                   cache_dir: Path | None = None,
-                  tensor_max_abs: dict[str, float] | None = None) -> dict[str, Any]:
-    """The design JSON of a COMPLETE trial (``tensor_max_abs``: per-tensor AdaptivFloat biases)."""
+                  tensor_max_abs: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """The design JSON of a COMPLETE trial (``tensor_max_abs``: per task, per-tensor AdaptivFloat biases)."""
     trial = _complete_trial(study, number)
     knobs = trial.user_attrs["knobs"]
-    accuracy_knobs = {k: v for k, v in knobs.items() if KNOBS[k].affects_accuracy}
+    accuracy_knobs = {k: v for k, v in knobs.items() if knob_of(k).affects_accuracy}
+    keys = _task_prepared_keys(study, config)
+    accelerator = {
+        t.name: accelerator_section(
+            config, knobs_for_task(config.knob_values(knobs), t.name), task=t,
+            train_entropy=cache_dir / f"train-entropy-{keys[t.name]}.npz" if cache_dir else None,
+            tensor_max_abs=(tensor_max_abs or {}).get(t.name))
+        for t in config.task_settings()
+    }
     return {
         "_type": EXPORT_TYPE,
         "_version": EXPORT_VERSION,
@@ -58,26 +77,24 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
             "trial": number,
             "config_hash": config_hash(config),
             "prepared_key": study.user_attrs.get("prepared_key"),
-            "task": config.task,
+            **({"tasks": {t.name: {"mix": t.mix, "approximation": t.approximation}
+                          for t in config.task_settings()}} if config.is_multitask else {"task": config.task}),
             "compression": accuracy_knobs,
             "hardware": {k: v for k, v in knobs.items() if k not in accuracy_knobs},
             "metrics": trial.user_attrs["metrics"],
             "constraints": dict(trial.constraints or {}),
             "feasible": feasible(trial),
             "details": trial.user_attrs.get("details", {}),
-            "accelerator": accelerator_section(
-                config, config.knob_values(knobs),
-                train_entropy=cache_dir / f"train-entropy-{study.user_attrs.get('prepared_key')}.npz"
-                if cache_dir else None,
-                tensor_max_abs=tensor_max_abs,
-            ),
-            "files": {"model": MODEL_DIR, "accelerator": ACCELERATOR_FILE},
+            "accelerator": accelerator if config.is_multitask else accelerator[config.task_settings()[0].name],
+            "files": ({t: {"model": f"{t}/{MODEL_DIR}", "accelerator": f"{t}/{ACCELERATOR_FILE}"}
+                       for t in accelerator} if config.is_multitask
+                      else {"model": MODEL_DIR, "accelerator": ACCELERATOR_FILE}),
             "study_definition": config.model_dump(mode="json"),
         },
     }
 
 
-def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *,
+def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *, task: TaskSettings | None = None,
                         train_entropy: Path | None,
                         tensor_max_abs: dict[str, float] | None = None) -> dict[str, Any]:
     """The design as a parameter file in EdgeBERT accelerator terms (``hwmodels``).
@@ -94,7 +111,8 @@ def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *,
                           exit_layers_from_entropies, fit_exit_predictor)
 
     hf_config = AutoConfig.from_pretrained(resolve_model_source(config.model.name))
-    shape = ModelShape.from_hf_config(hf_config, num_labels=task_spec(config.task).num_labels)
+    task = task or config.task_settings()[0]
+    shape = ModelShape.from_hf_config(hf_config, num_labels=task_spec(task.name).num_labels)
     profile = CompressionProfile(
         encoder_density=1 - knobs["encoder_pruning"], embedding_density=1 - knobs["embedding_pruning"],
         weight_bits=knobs["weight_bits"], weight_exp_bits=knobs["weight_exp_bits"],
@@ -140,7 +158,8 @@ def _quantized_max_abs(model: Any) -> dict[str, float]:
 
 def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Path, *,
                   cache_dir: Path | None = None) -> Path:
-    """Write trial ``number`` into the folder ``out``: design.json, model/, accelerator.json.
+    """Write trial ``number`` into the folder ``out``: design.json, model/, accelerator.json
+    (a multi-task design: design.json and one <task>/model/, <task>/accelerator.json per task).
 
     The model is the study's prepared model (from the fine-tune cache, or fine-tuned again as
     the study did), fine-tuned under the trial's training-time knobs if it has any, then
@@ -161,31 +180,46 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
         raise DSEError(f"{out} exists and is not a folder")
     trial = _complete_trial(study, number)
     knobs = config.knob_values(trial.user_attrs["knobs"])
-    prepared = prepare_for_study(config)
-    expected = study.user_attrs.get("prepared_key")
-    if expected is not None and prepared.info.key != expected:
-        raise DSEError(f"the fine-tuned model now has key {prepared.info.key} but the study used {expected} "
-                       "(model, data, fine-tuning settings or torch changed); its accuracy would differ")
-    spec = CompressionSpec.from_knobs(knobs)  # training-time knobs: start from the trained model
-    compressed, achieved = compress(study_trial_model(config, prepared, spec.training), spec)
     metrics = trial.user_attrs["metrics"]
-    save_exported_model(
-        compressed, load_tokenizer(resolve_model_source(config.model.name)), out / MODEL_DIR,
-        task=config.task, max_seq_length=config.model.max_seq_length,
-        exit_threshold=float(knobs["exit_threshold"]),
-        dev_rows=DevRows(glue_dir=config.data.glue_dir,
-                         dev_subset=config.data.dev_subset, seed=config.data.seed),
-        compression={k: v for k, v in knobs.items() if KNOBS[k].affects_accuracy},
-        achieved=achieved,
-        design={"study": config.name, "trial": number, "config_hash": config_hash(config),
-                "prepared_key": prepared.info.key,
-                "metrics": {k: metrics[k] for k in ("accuracy", "avg_exit_layer") if k in metrics}},
-    )
-    record = design_record(study, config, number, cache_dir=cache_dir,
-                           tensor_max_abs=_quantized_max_abs(compressed))
-    write_design(record["_data"]["accelerator"], out / ACCELERATOR_FILE)
+    keys = _task_prepared_keys(study, config)
+    tokenizer = load_tokenizer(resolve_model_source(config.model.name))
+    max_abs: dict[str, dict[str, float]] = {}
+    for task in config.task_settings():
+        task_knobs = knobs_for_task(knobs, task.name)
+        prepared = prepare_for_study(config, task)
+        if keys[task.name] is not None and prepared.info.key != keys[task.name]:
+            raise DSEError(f"the fine-tuned {task.name} model now has key {prepared.info.key} but the study used "
+                           f"{keys[task.name]} (model, data, fine-tuning settings or torch changed); "
+                           "its accuracy would differ")
+        spec = CompressionSpec.from_knobs(task_knobs)  # training-time knobs: start from the trained model
+        compressed, achieved = compress(study_trial_model(config, prepared, spec.training, task), spec)
+        prefix = f"{task.name}." if config.is_multitask else ""
+        save_exported_model(
+            compressed, tokenizer, out / _task_dir(config, task) / MODEL_DIR,
+            task=task.name, max_seq_length=config.model.max_seq_length,
+            exit_threshold=float(task_knobs["exit_threshold"]),
+            dev_rows=DevRows(glue_dir=config.data.glue_dir, dev_subset=task.dev_subset, seed=config.data.seed,
+                             train_from_dev=task.train_from_dev),
+            compression={k: v for k, v in task_knobs.items() if KNOBS[k].affects_accuracy},
+            achieved=achieved,
+            design={"study": config.name, "trial": number, "config_hash": config_hash(config),
+                    "prepared_key": prepared.info.key,
+                    "metrics": {k: metrics[prefix + k] for k in ("accuracy", "avg_exit_layer")
+                                if prefix + k in metrics}},
+        )
+        max_abs[task.name] = _quantized_max_abs(compressed)
+    record = design_record(study, config, number, cache_dir=cache_dir, tensor_max_abs=max_abs)
+    accelerator = record["_data"]["accelerator"]
+    for task in config.task_settings():
+        write_design(accelerator[task.name] if config.is_multitask else accelerator,
+                     out / _task_dir(config, task) / ACCELERATOR_FILE)
     write_design(record, out / DESIGN_FILE)
     return out
+
+
+def _task_dir(config: StudyConfig, task: TaskSettings) -> str:
+    """Where a task's model and accelerator file go inside an export folder."""
+    return task.name if config.is_multitask else ""
 
 
 def design_path(path: Path) -> Path:
@@ -220,8 +254,7 @@ def load_design(path: Path) -> tuple[dict[str, Any], StudyConfig]:
     if not isinstance(data, dict) or not {"compression", "hardware", "study_definition"} <= set(data):
         raise DSEError(f"{path}: malformed {EXPORT_TYPE} export (missing compression, hardware "
                        "or study_definition)")
-    unknown = set(data["compression"]) | set(data["hardware"])
-    unknown -= set(KNOBS)
+    unknown = {k for k in set(data["compression"]) | set(data["hardware"]) if k.split(".", 1)[-1] not in KNOBS}
     if unknown:
         raise DSEError(f"{path}: unknown knobs {sorted(unknown)}")
     return data, parse_study_config(data["study_definition"], source=str(path))

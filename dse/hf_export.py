@@ -73,6 +73,7 @@ class DevRows(BaseModel):
     glue_dir: str | None = None  # as configured; null = $DSE_GLUE_DIR, else the hub
     dev_subset: int | None = None  # a seeded subset of this many rows; null = all
     seed: int = 0
+    train_from_dev: float | None = None  # the task was fine-tuned on this part of dev (see dse.data.load_task_split)
 
 
 class ModelSettings(BaseModel):
@@ -282,5 +283,6 @@ def score_exported_model(model: str | Path | ExportedModel, *, glue_dir: str | P
     s = exported.settings
     rows = load_dev_set(s.task, exported.tokenizer,
                         glue_dir=resolve_glue_dir(glue_dir if glue_dir is not None else s.dev_rows.glue_dir),
-                        max_seq_length=s.max_seq_length, dev_subset=s.dev_rows.dev_subset, seed=s.dev_rows.seed)
+                        max_seq_length=s.max_seq_length, dev_subset=s.dev_rows.dev_subset, seed=s.dev_rows.seed,
+                        train_from_dev=s.dev_rows.train_from_dev)
     return exported.score(rows)

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from dse.config import KNOBS, CategoricalParam, StudyConfig  # noqa: E402
+from dse.config import CategoricalParam, StudyConfig, knob_of  # noqa: E402
 from dse.results import StudyAnalysis, pareto_mask  # noqa: E402
 
 __all__ = [
@@ -228,8 +228,8 @@ def plot_energy_breakdown(front: pd.DataFrame, config: StudyConfig, out: Path) -
 def _knob_axis(config: StudyConfig, name: str, values: pd.Series) -> tuple[np.ndarray, list[tuple[float, str]]]:
     """Values scaled to [0, 1] over the knob's searched range, and the tick labels of that axis."""
     param = config.search_space.get(name)
-    if isinstance(param, CategoricalParam) or KNOBS[name].kind == "categorical":
-        choices = list(param.choices) if isinstance(param, CategoricalParam) else list(KNOBS[name].choices)
+    if isinstance(param, CategoricalParam) or knob_of(name).kind == "categorical":
+        choices = list(param.choices) if isinstance(param, CategoricalParam) else list(knob_of(name).choices)
         numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
         span = max(len(choices) - 1, 1)
         if numeric:  # match by value: a trial may hold 64.0 for the choice 64

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dse.config import FinetuneConfig
-from dse.data import load_glue, task_spec
+from dse.data import load_task_split, task_spec
 from dse.metrics import main_metric
 from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
@@ -97,7 +97,8 @@ def preparation_key(*, model_source: str, task: str, max_seq_length: int, finetu
             "model": _fingerprint_folder(Path(model_source)),
             "task": task,
             "max_seq_length": max_seq_length,
-            "finetune": finetune.model_dump(mode="json"),
+            "finetune": finetune.model_dump(mode="json", exclude=set() if finetune.freeze_embeddings
+                                            else {"freeze_embeddings"}),  # keeps older keys
             "train": train_fingerprint,
             "dev": dev_fingerprint,
             "torch": torch.__version__.split("+")[0],
@@ -126,7 +127,8 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
     last = model.num_layers - 1
     params = [
         p for n, p in model.named_parameters()
-        if not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}.")
+        if (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
+        and not (cfg.freeze_embeddings and n.startswith("backbone.embeddings."))
     ]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
     steps_per_epoch = -(-len(train) // cfg.batch_size)
@@ -251,10 +253,12 @@ def offramp_rows(train: EncodedSet, finetune: FinetuneConfig) -> EncodedSet:
     return train
 
 
-def load_train_rows(*, model_source: str, task: str, glue_dir: Path | None,
-                    finetune: FinetuneConfig) -> tuple[EncodedSet, int]:
-    """The tokenized fine-tuning rows (``finetune``'s subset) and the tokenizer's pad id."""
-    train_ds = load_glue(task_spec(task).name, "train", glue_dir=glue_dir)
+def load_train_rows(*, model_source: str, task: str, glue_dir: Path | None, finetune: FinetuneConfig,
+                    train_from_dev: float | None = None, split_seed: int = 0) -> tuple[EncodedSet, int]:
+    """The tokenized fine-tuning rows (``finetune``'s subset) and the tokenizer's pad id
+    (``train_from_dev``, ``split_seed``: see :func:`dse.data.load_task_split`)."""
+    train_ds = load_task_split(task_spec(task).name, "train", glue_dir=glue_dir,
+                               train_from_dev=train_from_dev, seed=split_seed)
     tokenizer = load_tokenizer(model_source)
     train_all = encode_dataset(train_ds, tokenizer, max_length=finetune.max_train_seq_length)
     train = _train_subset(train_all, train_ds.data.column("text_a").to_pylist(), finetune)
@@ -269,11 +273,17 @@ def prepare_model(
     max_seq_length: int,
     finetune: FinetuneConfig,
     cache_dir: Path | None = None,
+    train_from_dev: float | None = None,
+    split_seed: int = 0,
 ) -> PreparedModel:
-    """Fine-tuned early-exit model for ``task``; trained once, then loaded from the cache."""
+    """Fine-tuned early-exit model for ``task``; trained once, then loaded from the cache.
+
+    ``train_from_dev``: fine-tune on that seeded fraction of the dev rows instead of the train
+    split (see :func:`dse.data.load_task_split`); the baseline is then on the other dev rows.
+    """
     spec = task_spec(task)
-    train_ds = load_glue(spec.name, "train", glue_dir=glue_dir)
-    dev_ds = load_glue(spec.name, "dev", glue_dir=glue_dir)
+    train_ds = load_task_split(spec.name, "train", glue_dir=glue_dir, train_from_dev=train_from_dev, seed=split_seed)
+    dev_ds = load_task_split(spec.name, "dev", glue_dir=glue_dir, train_from_dev=train_from_dev, seed=split_seed)
     key = preparation_key(
         model_source=model_source, task=spec.name, max_seq_length=max_seq_length,
         finetune=finetune, train_fingerprint=_fingerprint_data(train_ds),

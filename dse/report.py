@@ -128,7 +128,7 @@ def design_sentences_plot(folder: StudyFolder, study: optuna.Study, analysis: St
                                    "model, and this study records none")
     try:
         ctx = build_context(config, cache_dir=folder.cache,
-                            baseline_points=study.user_attrs.get("baseline_points"))
+                            baseline_points=analysis.baseline_points_by_task or analysis.baseline_points)
         if ctx.prepared_key != prepared_key:
             return DesignSentencesPlot(pick, number, [], "per-sentence plots unavailable: the fine-tuned "
                                        "model here is not the one the study used")
@@ -168,12 +168,18 @@ def render_report(analysis: StudyAnalysis, *, definition_yaml: str, plots: dict[
     objectives = ", ".join(f"{o.name} ({o.direction})" for o in config.objectives)
     constraints = ", ".join(f"{k} {v:g}" for k, v in config.constraints.model_dump().items() if v is not None)
     summary = [
-        ["study", config.name], ["task", config.task], ["model", config.model.name],
+        ["study", config.name],
+        ["tasks (share of sentences)", ", ".join(f"{t.name} ({t.mix:.0%})" for t in config.task_settings())]
+        if config.is_multitask else ["task", config.task],
+        ["model", config.model.name],
         ["objectives", objectives], ["constraints", constraints or "none"],
         ["trials", ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())) or "none"],
         ["feasible completed trials", n_feasible], ["Pareto designs", len(front)],
         ["baseline (uncompressed, no exit)",
+         ", ".join(f"{t} {p:.2f}" for t, p in analysis.baseline_points_by_task.items()) + " points"
+         if analysis.baseline_points_by_task else
          f"{analysis.baseline_points:.2f} points" if analysis.baseline_points is not None else "–"],
+        *[["approximation", note] for note in analysis.approximations.values()],
         ["hypervolume", analysis.hypervolume],
         ["hypervolume reference", f"{reference} ({analysis.reference_source})"],
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -260,6 +260,8 @@ class StudyAnalysis:
     hypervolume: float
     history: pd.DataFrame  # hypervolume_history
     baseline_points: float | None
+    baseline_points_by_task: dict[str, float] | None = None  # a multi-task study's
+    approximations: dict[str, str] = field(default_factory=dict)  # task -> what its scores mean
 
     def picks(self) -> dict[str, int]:
         """The designs the report shows: knee, best accuracy, min energy, max HV contribution."""
@@ -289,4 +291,6 @@ def analyse_study(study: optuna.Study, config: StudyConfig) -> StudyAnalysis:
             front = front.assign(hv_contribution=hypervolume_contributions(front, config, reference))
     return StudyAnalysis(config=config, trials=trials, front=front, reference=reference,
                          reference_source=source, hypervolume=hv, history=history,
-                         baseline_points=study.user_attrs.get("baseline_points"))
+                         baseline_points=study.user_attrs.get("baseline_points"),
+                         baseline_points_by_task=study.user_attrs.get("baseline_points_by_task"),
+                         approximations=study.user_attrs.get("approximations") or {})

@@ -17,9 +17,9 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
                                   IntDistribution)
 
 from dse.compression.apply import CompressionSpec
-from dse.config import StudyConfig
-from dse.evaluate import (EvalContext, compression_profile, design_metrics, early_exit_points, fault_outcome,
-                          hardware_config, layer_logits, predicted_exit_layers)
+from dse.config import StudyConfig, knobs_for_task
+from dse.evaluate import (DesignScore, EvalContext, compression_profile, design_metrics, early_exit_points,
+                          fault_outcome, hardware_config, layer_logits, predicted_exit_layers)
 from dse.results import pareto_mask
 from hwmodels import evaluate_configs
 
@@ -60,13 +60,15 @@ def cheap_knob_grid(dists: dict[str, BaseDistribution], *, per_knob: int) -> dic
     return {name: _values(d, per_knob) for name, d in dists.items() if name in CHEAP_KNOBS}
 
 
-def sweep_cheap_knobs(ctx: EvalContext, config: StudyConfig, knobs: dict[str, Any],
+def sweep_cheap_knobs(ctx: Any, config: StudyConfig, knobs: dict[str, Any],
                       dists: dict[str, BaseDistribution], *, constraints) -> list[DerivedDesign]:  # noqa: ANN001
     """Feasible non-dominated designs sharing ``knobs``' compression, over the cheap-knob grid.
 
-    ``constraints(metrics) -> dict[str, float]`` gives Optuna-style constraint values (<= 0 is
-    feasible). At most ``config.sweep.max_designs`` combinations are scored (a seeded sample of
-    the grid when it is larger) and at most ``config.sweep.max_derived_trials`` are returned.
+    ``ctx`` is an ``EvalContext``, or a multi-task study's context (then the grid holds the shared
+    cheap knobs; per-task thresholds keep the trial's values). ``constraints(metrics) ->
+    dict[str, float]`` gives Optuna-style constraint values (<= 0 is feasible). At most
+    ``config.sweep.max_designs`` combinations are scored (a seeded sample of the grid when it is
+    larger) and at most ``config.sweep.max_derived_trials`` are returned.
     """
     opts = config.sweep
     grid = cheap_knob_grid(dists, per_knob=opts.values_per_knob)
@@ -77,34 +79,20 @@ def sweep_cheap_knobs(ctx: EvalContext, config: StudyConfig, knobs: dict[str, An
     if len(combos) > opts.max_designs:
         rng = np.random.default_rng(config.sampler.seed)
         combos = [combos[i] for i in np.sort(rng.choice(len(combos), opts.max_designs, replace=False))]
-    spec = CompressionSpec.from_knobs(knobs)
-    logits, _ = layer_logits(ctx, spec)
-    profile = compression_profile(spec, ctx)
-    base = {k: v for k, v in knobs.items() if k not in names}
+    points = [{**knobs, **dict(zip(names, combo))} for combo in combos]
+    if isinstance(ctx, EvalContext):
+        designs = [DerivedDesign({n: p[n] for n in dists}, *design_metrics(ctx, s.points, s.exit_layers, s.hw, s.faults))
+                   for p, s in zip(points, _task_scores(ctx, points)) if s is not None]
+    else:
+        from dse.multitask import combine_scores
 
-    by_threshold: dict[float, list[dict[str, Any]]] = {}
-    for combo in combos:
-        point = {**base, **dict(zip(names, combo))}
-        by_threshold.setdefault(float(point["exit_threshold"]), []).append(point)
-
-    designs: list[DerivedDesign] = []
-    for threshold, points in by_threshold.items():
-        accuracy, exits = early_exit_points(ctx.task, logits, ctx.dev.labels, threshold)
-        hardware = [hardware_config(p) for p in points]
-        predicted = predicted_exit_layers(ctx, logits, threshold) if any(h.dvfs for h in hardware) else None
-        batch = evaluate_configs(ctx.shape, tokens=ctx.dev.lengths, exit_layers=exits.numpy(),
-                                 compressions=[profile] * len(points), hardwares=hardware,
-                                 predicted_exit_layers=predicted)
-        faults: dict[str, Any] = {}  # per cell: faulty logits are cached, exits per threshold
-        for k, point in enumerate(points):
-            if not batch.valid[k]:
-                continue
-            cell = str(point["envm_cell"])
-            if cell not in faults:
-                faults[cell] = fault_outcome(ctx, spec, cell, threshold, accuracy)
-            metrics, attrs = design_metrics(ctx, accuracy, exits, batch.design(k), faults[cell])
-            if all(v <= 0 for v in constraints(metrics).values()):
-                designs.append(DerivedDesign({n: point[n] for n in dists}, metrics, attrs))
+        per_task = {t: _task_scores(c, [knobs_for_task(p, t) for p in points]) for t, c in ctx.tasks.items()}
+        designs = []
+        for i, p in enumerate(points):
+            scores = {t: s[i] for t, s in per_task.items()}
+            if all(s is not None for s in scores.values()):
+                designs.append(DerivedDesign({n: p[n] for n in dists}, *combine_scores(ctx, scores)))
+    designs = [d for d in designs if all(v <= 0 for v in constraints(d.metrics).values())]
     if not designs:
         return []
     objectives = np.array([[d.metrics[n] for n in config.objective_names()] for d in designs])
@@ -114,3 +102,33 @@ def sweep_cheap_knobs(ctx: EvalContext, config: StudyConfig, knobs: dict[str, An
         keep = np.unique(np.linspace(0, len(front) - 1, opts.max_derived_trials).round().astype(int))
         front = [front[i] for i in keep]
     return front
+
+
+def _task_scores(ctx: EvalContext, points: list[dict[str, Any]]) -> list[DesignScore | None]:
+    """Every design of ``points`` (one compression setting) scored on ``ctx``'s task from its
+    cached logits: the thresholds on the logits, the hardware in one vectorised call per
+    threshold; None for a design the hardware model rejects."""
+    spec = CompressionSpec.from_knobs(points[0])
+    logits, _ = layer_logits(ctx, spec)
+    profile = compression_profile(spec, ctx)
+    by_threshold: dict[float, list[int]] = {}
+    for i, point in enumerate(points):
+        by_threshold.setdefault(float(point["exit_threshold"]), []).append(i)
+
+    out: list[DesignScore | None] = [None] * len(points)
+    for threshold, rows in by_threshold.items():
+        accuracy, exits = early_exit_points(ctx.task, logits, ctx.dev.labels, threshold)
+        hardware = [hardware_config(points[i]) for i in rows]
+        predicted = predicted_exit_layers(ctx, logits, threshold) if any(h.dvfs for h in hardware) else None
+        batch = evaluate_configs(ctx.shape, tokens=ctx.dev.lengths, exit_layers=exits.numpy(),
+                                 compressions=[profile] * len(rows), hardwares=hardware,
+                                 predicted_exit_layers=predicted)
+        faults: dict[str, Any] = {}  # per cell: faulty logits are cached, exits per threshold
+        for k, i in enumerate(rows):
+            if not batch.valid[k]:
+                continue
+            cell = str(points[i]["envm_cell"])
+            if cell not in faults:
+                faults[cell] = fault_outcome(ctx, spec, cell, threshold, accuracy)
+            out[i] = DesignScore(spec, accuracy, exits, batch.design(k), faults[cell], cache_hit=True)
+    return out

@@ -65,12 +65,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "header-only": {"train.tsv": SST2_HEADER + "a fine film\t1\n", "dev.tsv": SST2_HEADER},
         "not-utf8": {"train.tsv": SST2_HEADER + "a fine film\t1\n", "dev.tsv": b"sentence\tlabel\n\xff\xfe\t1\n"},
         "empty-file": {"train.tsv": "", "dev.tsv": ""},
+        "two-tasks": {"train.tsv": SST2_HEADER + "a fine film\t1\n", "dev.tsv": SST2_HEADER + "a dull film\t0\n"},
     }
     for name, files in glue.items():
         folder = root / "glue" / name / "SST-2"
         folder.mkdir(parents=True)
         for fname, text in files.items():
             (folder / fname).write_bytes(text if isinstance(text, bytes) else text.encode())
+    qnli = root / "glue" / "two-tasks" / "QNLI"
+    qnli.mkdir()
+    (qnli / "dev.tsv").write_text("index\tquestion\tsentence\tlabel\n0\tWho?\tHim.\tentailment\n")
     unreadable = root / "glue" / "unreadable" / "SST-2"
     (unreadable / "train.tsv").mkdir(parents=True)  # a folder where a file should be: fails even for root
     (unreadable / "dev.tsv").mkdir()
@@ -152,6 +156,15 @@ CASES: list[Case] = [
     ("glue-no-rows", ["prepare", "{spec}"], _glue("header-only")),
     ("glue-empty-file", ["prepare", "{spec}"], _glue("empty-file")),
     ("glue-not-utf8", ["prepare", "{spec}"], _glue("not-utf8")),
+    ("multitask-task-without-train", ["prepare", "{spec}"],  # QNLI offline: dev only, and no train_from_dev
+     lambda w: {**_with(task=None, tasks=[{"name": "sst2"}, {"name": "qnli"}]),
+                "data": {"glue_dir": str(w / "glue" / "two-tasks")}}),
+    ("multitask-run-task-without-train", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: {**_with(name="mt", task=None, tasks=[{"name": "sst2"}, {"name": "qnli"}]),
+                "data": {"glue_dir": str(w / "glue" / "two-tasks")}}),
+    ("multitask-scoped-hardware-knob", ["config", "validate", "{spec}"],
+     lambda w: _with(task=None, tasks=[{"name": "sst2"}, {"name": "rte"}],
+                     search_space={"rte.vmac_lanes": {"type": "categorical", "choices": [4, 8]}})),
     ("model-path-missing", ["prepare", "{spec}"], lambda w: _nested("model.name", "/nonexistent/minilm")),
     ("model-folder-no-config", ["prepare", "{spec}"], lambda w: _nested("model.name", str(w / "model-no-config"))),
     # results folders

@@ -144,7 +144,7 @@ def test_status_and_resume_with_ray(smoke_study) -> None:  # noqa: ANN001
     resumed = dse("study", "resume", str(folder), "--n-trials", "10", "--executor", "ray", env=env)
     assert resumed.returncode == 0, resumed.stderr
     status = json.loads(dse("study", "status", str(folder), "--format", "json", env=env).stdout)
-    assert status["completed"] == 10
+    assert status["completed"] == 10 and status["target_trials"] == 10  # the override, not the definition's 8
 
 
 def _space(tmp_path: Path, text: str) -> Path:
@@ -263,3 +263,44 @@ def test_study_with_envm_faults_trades_cell_density_for_accuracy(smoke_study, tm
     # 9.7e-2 of the MLC3 cells are faulty: the embeddings break, accuracy falls
     mlc3_rows = done[done["knob.envm_cell"] == "rram_mlc3"]
     assert (mlc3_rows["accuracy_under_faults"] < mlc3_rows["accuracy"] - 1.0).all()
+
+
+@pytest.mark.integration
+def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
+    import torch
+
+    from dse import load_exported_model
+    from dse.compression.apply import embedding_tables
+
+    _, env = smoke_study
+    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_multitask.yaml"), "--results-dir",
+              str(tmp_path), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "baselines sst2" in run.stdout and "approximation: qnli" in run.stdout
+    folder = tmp_path / "smoke_multitask"
+    trials = pd.read_csv(folder / "trials.csv")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert (~done["derived"]).sum() == 4 and done["derived"].any()  # the sweep of the shared hardware knobs
+    drops = done[[f"{t}.accuracy_drop" for t in ("sst2", "mrpc", "qnli")]]
+    assert (done["worst_accuracy_drop"] == drops.max(axis=1)).all()
+    mixed = 0.5 * done["sst2.accuracy"] + 0.25 * done["mrpc.accuracy"] + 0.25 * done["qnli.accuracy"]
+    assert ((done["accuracy"] - mixed).abs() < 1e-9).all()
+    assert (done.loc[done["feasible"], "worst_accuracy_drop"] <= 15.0).all()
+    assert done["sst2.accuracy"].max() >= 70  # a real fine-tune, not chance
+    status = json.loads(dse("study", "status", str(folder), "--format", "json", env=env).stdout)
+    assert "fine-tuned on 40% of the dev rows" in status["approximations"]["qnli"]
+    assert set(status["baseline_points_by_task"]) == {"sst2", "mrpc", "qnli"}
+
+    out = tmp_path / "export"
+    assert dse("export", str(folder), "--pick", "knee", "-o", str(out), env=env).returncode == 0
+    data = json.loads((out / "design.json").read_text())["_data"]
+    memory = data["details"]["memory_breakdown_mb"]
+    assert data["metrics"]["memory_mb"] == pytest.approx(sum(memory.values()))  # the table counted once
+    models = {t: load_exported_model(out / t / "model").model for t in ("sst2", "mrpc", "qnli")}
+    tables = {t: embedding_tables(m) for t, m in models.items()}
+    for name, table in tables["sst2"].items():  # three fine-tunes, one stored embedding table
+        assert all(torch.equal(table.weight, tables[t][name].weight) for t in ("mrpc", "qnli"))
+    assert all((out / t / "accelerator.json").is_file() for t in models)
+    again = dse("evaluate", str(out), env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == pytest.approx(data["metrics"])  # rebuilt from scratch: same figures

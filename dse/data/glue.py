@@ -51,6 +51,7 @@ __all__ = [
     "TaskSpec",
     "available_splits",
     "load_glue",
+    "load_task_split",
     "resolve_glue_dir",
     "task_spec",
 ]
@@ -545,3 +546,25 @@ def load_glue(task: str, split: Literal["train", "dev"], *, glue_dir: Path | str
     if glue_dir is None:
         return _load_from_hub(spec, split)
     return _load_local(spec, split, Path(glue_dir))
+
+
+def load_task_split(task: str, split: Literal["train", "dev"], *, glue_dir: Path | str | None,
+                    train_from_dev: float | None = None, seed: int = 0) -> datasets.Dataset:
+    """:func:`load_glue`, or, with ``train_from_dev``, a seeded split of the dev set standing in for
+    a train split that is not available (QNLI and MNLI offline): that fraction of the dev rows is
+    ``train`` and the rest ``dev``, disjoint. Scores on such a ``dev`` are an approximation of the
+    official dev figures (fewer rows, a smaller fine-tuning set)."""
+    if train_from_dev is None:
+        return load_glue(task, split, glue_dir=glue_dir)
+    if not 0.0 < train_from_dev < 1.0:
+        raise DataError(f"train_from_dev must be a fraction in (0, 1), got {train_from_dev}")
+    import numpy as np
+
+    dev = load_glue(task, "dev", glue_dir=glue_dir)
+    order = np.random.default_rng(seed).permutation(len(dev))
+    n_train = int(round(train_from_dev * len(dev)))
+    if not 0 < n_train < len(dev):
+        raise DataError(f"{task}: train_from_dev={train_from_dev} of {len(dev)} dev rows leaves an empty split")
+    rows = order[:n_train] if _check_split(split) == "train" else order[n_train:]
+    # a new table, not select(): callers read the Arrow table (ds.data), which select() leaves whole
+    return type(dev).from_dict(dev[np.sort(rows).tolist()], features=dev.features)

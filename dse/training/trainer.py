@@ -149,7 +149,8 @@ def _fine_tune(model: EarlyExitModel, teacher: EarlyExitModel | None, train: Enc
     special = {id(p) for p in scores + span_params}
     main = [p for n, p in model.named_parameters()
             if p.requires_grad and id(p) not in special
-            and (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))]
+            and (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
+            and not (finetune.freeze_embeddings and n.startswith("backbone.embeddings."))]
     groups = [{"params": main, "lr": finetune.learning_rate, "weight_decay": 0.01}]
     if scores:
         groups.append({"params": scores, "lr": config.score_learning_rate, "weight_decay": 0.0})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dse.config import KNOBS, config_hash, load_study_config
+from dse.config import KNOBS, config_hash, knob_of, knobs_for_task, load_study_config, parse_study_config
 from dse.errors import ConfigError
 
 SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -17,7 +17,7 @@ MINIMAL = {"name": "t", "search_space": {"exit_threshold": {"type": "float", "lo
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_definitions_are_valid(path: Path) -> None:
     config = load_study_config(path)
-    assert set(config.search_space) <= set(KNOBS)
+    assert all(knob_of(name).kind for name in config.search_space)  # every key names a knob
     assert len(config_hash(config)) == 64
 
 
@@ -76,6 +76,30 @@ BAD = [
     (_with(hypervolume_reference={"accuracy": 70, "energy_uj": 900}), "missing latency_ms"),
     (_with(hypervolume_reference={"accuracy": 70, "energy_uj": 900, "latency_ms": 3, "area_mm2": 2}),
      "not objectives: area_mm2"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}], task="mrpc"), "give either task (one task) or tasks"),
+    (_with(tasks=[{"name": "sst2"}]), "tasks: Tuple should have at least 2 items"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "SST-2"}]), "tasks: sst2, sst2 listed twice"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "squad"}]), "unknown GLUE task 'squad'"),
+    (_with(tasks=[{"name": "sst2", "mix": 0}, {"name": "rte"}]), "tasks.0.mix: Input should be greater than 0"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "qnli", "train_from_dev": 1.0}]), "tasks.1.train_from_dev"),
+    (_with(search_space={"sst2.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6}}),
+     "only a multi-task study (tasks:) scopes knobs to a task"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}],
+           search_space={"mrpc.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6}}),
+     "'mrpc' is not a task of this study (sst2, rte)"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}],
+           search_space={"rte.voltage_v": {"type": "float", "low": 0.5, "high": 0.8}}),
+     "'voltage_v' cannot differ between tasks"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}], fixed={"sst2.embedding_pruning": 0.2}),
+     "'embedding_pruning' cannot differ between tasks"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}],
+           search_space={"exit_threshold": {"type": "float", "low": 0.0, "high": 0.6},
+                         "rte.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6}}),
+     "'exit_threshold' is set for every task and also as 'rte.exit_threshold'"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}], fixed={"rte.exit_threshold": 9.0}), "outside the legal range"),
+    (_with(objectives=[{"name": "sst2.accuracy"}]), "per-task objectives need a multi-task study"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "rte"}], objectives=[{"name": "rte.area_mm2"}]),
+     "unknown objective 'rte.area_mm2'"),
     (_with(hypervolume_reference={"accuracy": 70, "energy_uj": "high", "latency_ms": 3}),
      "hypervolume_reference.energy_uj: Input should be a valid number"),
     (_with(hypervolume_reference={"accuracy": 70, "energy_uj": float("nan"), "latency_ms": 3}),
@@ -128,3 +152,41 @@ def test_faults_section_defaults_off_and_keeps_older_hashes() -> None:
 def test_bad_faults_section_is_one_error(faults: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_study_config(_write({**MINIMAL, "faults": faults}))
+
+
+MULTI = {"name": "mt", "tasks": [{"name": "SST-2", "mix": 3}, {"name": "qnli", "train_from_dev": 0.5}],
+         "objectives": [{"name": "worst_accuracy_drop"}, {"name": "qnli.accuracy"}, {"name": "energy_uj"}],
+         "search_space": {"sst2.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6},
+                          "qnli.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6},
+                          "voltage_v": {"type": "float", "low": 0.5, "high": 0.8}},
+         "fixed": {"qnli.encoder_pruning": 0.3, "embedding_pruning": 0.2}}
+
+
+def test_multitask_definition_resolves_tasks_knobs_and_objectives() -> None:
+    config = parse_study_config(MULTI, source="t")
+    assert config.is_multitask and config.directions() == ["minimize", "maximize", "minimize"]
+    sst2, qnli = config.task_settings()
+    assert (sst2.name, sst2.mix, qnli.mix) == ("sst2", 0.75, 0.25)  # canonical names, shares sum to 1
+    assert sst2.finetune.freeze_embeddings and qnli.finetune.freeze_embeddings  # one shared table
+    assert sst2.approximation is None and "fine-tuned on 50% of the dev rows" in qnli.approximation
+    knobs = config.knob_values({"sst2.exit_threshold": 0.1, "qnli.exit_threshold": 0.4, "voltage_v": 0.6})
+    assert "exit_threshold" not in knobs  # every task sets its own: no shared value is left to mislead
+    assert "encoder_pruning" in knobs  # only qnli scopes it; sst2 keeps the shared default
+    seen = knobs_for_task(knobs, "qnli")
+    assert (seen["exit_threshold"], seen["encoder_pruning"], seen["embedding_pruning"], seen["voltage_v"]) == (
+        0.4, 0.3, 0.2, 0.6)
+    assert knobs_for_task(knobs, "sst2")["encoder_pruning"] == 0.0 and set(seen) == set(KNOBS)
+
+
+def test_multitask_definition_reloads_from_its_dump_with_the_same_hash() -> None:
+    config = parse_study_config(MULTI, source="t")
+    dumped = config.model_dump(mode="json")
+    assert "task" not in dumped  # a written config.yaml must load again (task and tasks exclude each other)
+    again = parse_study_config(yaml.safe_load(yaml.safe_dump(dumped)), source="t")
+    assert again == config and config_hash(again) == config_hash(config)
+
+
+def test_single_task_hash_is_unchanged_by_later_options() -> None:
+    # golden: results/sst2_minilm folders written before tasks/freeze_embeddings existed still open
+    config = load_study_config(SPACES / "sst2_minilm.yaml")
+    assert config_hash(config) == "95fd78090aba9456e632a906c2c185636a39758da515b42c3f0c70c93c69a142"

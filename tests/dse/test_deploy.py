@@ -55,6 +55,28 @@ def test_fp32_artifact_matches_the_model_and_int8_stays_close(compressed_bert: E
     assert same_pred >= 0.8 * len(rows)
 
 
+def test_albert_artifacts_share_the_layer_and_store_int8_tables() -> None:
+    """ALBERT: one shared layer run per position, the factorized E -> H projection in the embedding
+    step; the int8 artifact keeps no fp32 embedding table."""
+    model, _ = compress(EarlyExitModel(tiny_backbone("albert"), num_labels=2).eval(), SPEC)
+    rows = encoded(tiny_tokenizer(), texts(12))
+    thresholds = torch.full((model.num_layers,), mid_threshold(model, rows))
+    fp32 = build_torchscript(model, thresholds, int8=False)
+    int8 = build_torchscript(model, thresholds, int8=True)
+    for ids in rows.input_ids:
+        x = _inputs(ids)
+        with torch.no_grad():
+            expected = model(*x)
+            logits, layer = model.early_exit_forward(*x, threshold=thresholds)
+        assert torch.allclose(fp32.layer_logits(*x), expected, atol=1e-5)
+        got, got_layer = fp32(*x)
+        assert torch.allclose(got, logits, atol=1e-5) and torch.equal(got_layer, layer)
+        assert (int8.layer_logits(*x) - expected).abs().max() < 0.05
+    tables = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight")
+    assert all(any(k.endswith(t) for k in fp32.state_dict()) for t in tables)
+    assert not any(k.endswith(tables) for k in int8.state_dict())  # packed uint8 rows instead
+
+
 def test_artifacts_batch_rows_with_padding(compressed_bert: EarlyExitModel) -> None:
     rows = encoded(tiny_tokenizer(), texts(6))
     thresholds = torch.full((3,), mid_threshold(compressed_bert, rows))

@@ -539,3 +539,19 @@ def test_mnli_official_tsv_is_preferred_over_jsonl(tmp_path):
     _write(tmp_path, "MNLI/dev_matched.tsv", f"{row}\n")
     with pytest.raises(DataError, match="no header line"):
         load_glue("mnli", "dev", glue_dir=tmp_path)
+
+
+@pytest.mark.skipif(not GLUE_DIR.is_dir(), reason="staged GLUE data not found")
+def test_train_from_dev_splits_the_dev_set_into_disjoint_seeded_parts():
+    from dse.data import load_task_split
+
+    train = load_task_split("qnli", "train", glue_dir=GLUE_DIR, train_from_dev=0.25, seed=3)
+    dev = load_task_split("qnli", "dev", glue_dir=GLUE_DIR, train_from_dev=0.25, seed=3)
+    assert (len(train), len(dev)) == (1366, 4097)  # 5,463 dev rows, a quarter fine-tuned on
+    assert len(train.data) == len(train)  # a table of its own: readers of ds.data see only these rows
+    assert set(train["idx"]).isdisjoint(dev["idx"]) and len(set(train["idx"]) | set(dev["idx"])) == 5463
+    assert load_task_split("qnli", "train", glue_dir=GLUE_DIR, train_from_dev=0.25, seed=3)["idx"] == train["idx"]
+    assert load_task_split("qnli", "train", glue_dir=GLUE_DIR, train_from_dev=0.25, seed=4)["idx"] != train["idx"]
+    assert load_task_split("rte", "dev", glue_dir=GLUE_DIR)["idx"] == load_glue("rte", "dev", glue_dir=GLUE_DIR)["idx"]
+    with pytest.raises(DataError, match="train_from_dev must be a fraction"):
+        load_task_split("qnli", "train", glue_dir=GLUE_DIR, train_from_dev=1.5)

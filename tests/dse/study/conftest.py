@@ -8,7 +8,7 @@ import pytest
 
 from dse.evaluate import EvalContext
 
-from ..tiny_eval import tiny_config, tiny_context  # also imported from here by the study tests
+from ..tiny_eval import tiny_config, tiny_context  # noqa: F401 (re-exported for the study tests)
 
 
 @pytest.fixture

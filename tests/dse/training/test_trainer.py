@@ -149,3 +149,23 @@ def test_albert_shares_masks_and_spans_with_the_real_tokenizer(tmp_path) -> None
     assert not torch.equal(out.model.off_ramps[0].classifier.weight, out.model.off_ramps[1].classifier.weight)
     logits = out.model(**batch_of(rows))
     assert logits.shape == (4, len(texts), 2) and torch.isfinite(logits).all()
+
+
+def test_frozen_embeddings_stay_the_parents_in_both_fine_tunes(tiny_model: EarlyExitModel, tmp_path) -> None:  # noqa: ANN001
+    """A multi-task study's tasks share one embedding table: neither fine-tune may move it."""
+    from dse.prepare import _stage1, preparation_key
+
+    rows = synthetic_rows()
+    frozen = FINETUNE.model_copy(update={"freeze_embeddings": True})
+    emb_before = {k: v.clone() for k, v in tiny_model.backbone.embeddings.state_dict().items()}
+    enc_before = {k: v.clone() for k, v in tiny_model.backbone.encoder.state_dict().items()}
+    _stage1(tiny_model, rows, frozen, pad_id=0)
+    assert all(torch.equal(emb_before[k], v) for k, v in tiny_model.backbone.embeddings.state_dict().items())
+    assert not all(torch.equal(enc_before[k], v) for k, v in tiny_model.backbone.encoder.state_dict().items())
+    out = train_compressed(tiny_model, parent_key="frozen", task="sst2", finetune=frozen, train_rows=Loader(rows),
+                           spec=TrainingSpec(pruning_method="magnitude", train_pruning=0.5), cache_dir=tmp_path)
+    assert all(torch.equal(emb_before[k], v) for k, v in out.model.backbone.embeddings.state_dict().items())
+    # the fine-tuned model's identity depends on the option only when it is on (older keys stay valid)
+    keys = {f: preparation_key(model_source="m", task="sst2", max_seq_length=64, finetune=f,
+                               train_fingerprint="a", dev_fingerprint="b") for f in (FINETUNE, frozen)}
+    assert keys[FINETUNE] != keys[frozen]
