@@ -437,7 +437,7 @@ class StudyConfig(_Strict):
             raise ValueError("give either task (one task) or tasks (a multi-task study), not both")
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
-            raise ValueError(f"tasks: {', '.join(n for n in names if names.count(n) > 1)} listed twice")
+            raise ValueError(f"tasks: {', '.join(sorted({n for n in names if names.count(n) > 1}))} listed twice")
         return names
 
     @staticmethod

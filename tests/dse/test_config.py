@@ -78,7 +78,7 @@ BAD = [
      "not objectives: area_mm2"),
     (_with(tasks=[{"name": "sst2"}, {"name": "rte"}], task="mrpc"), "give either task (one task) or tasks"),
     (_with(tasks=[{"name": "sst2"}]), "tasks: Tuple should have at least 2 items"),
-    (_with(tasks=[{"name": "sst2"}, {"name": "SST-2"}]), "tasks: sst2, sst2 listed twice"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "SST-2"}]), "tasks: sst2 listed twice"),
     (_with(tasks=[{"name": "sst2"}, {"name": "squad"}]), "unknown GLUE task 'squad'"),
     (_with(tasks=[{"name": "sst2", "mix": 0}, {"name": "rte"}]), "tasks.0.mix: Input should be greater than 0"),
     (_with(tasks=[{"name": "sst2"}, {"name": "qnli", "train_from_dev": 1.0}]), "tasks.1.train_from_dev"),
