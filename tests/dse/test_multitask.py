@@ -7,7 +7,7 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution
 
-from dse.config import KNOBS, knobs_for_task, parse_study_config
+from dse.config import KNOBS, FaultsConfig, knobs_for_task, parse_study_config
 from dse.errors import DSEError
 from dse.evaluate import evaluate_trial
 from dse.multitask import MultiTaskContext, check_shared_embeddings, weighted_percentile
@@ -94,3 +94,17 @@ def test_sweep_of_shared_hardware_knobs_matches_full_evaluations(mctx: MultiTask
         assert d.metrics == pytest.approx(full)
     assert len({(d.params["voltage_v"], d.params["vmac_lanes"]) for d in designs}) == len(designs)
     assert isinstance(dists["sst2.exit_threshold"], FloatDistribution)
+
+
+def test_faults_hit_the_one_shared_table_alike_for_every_task() -> None:
+    faults = FaultsConfig(enabled=True, repeats=2, error_rate_scale=100.0)
+    sst2, rte = tiny_context(None, rows=32, faults=faults), tiny_context(None, rows=20, faults=faults)
+    rte.task, rte.prepared_key = "rte", "tiny-rte"
+    mctx = MultiTaskContext({"sst2": sst2, "rte": rte}, {"sst2": 0.75, "rte": 0.25}, {})
+    outcome = evaluate_trial(mctx, _knobs(envm_cell="rram_mlc3", **{"rte.encoder_pruning": 0.5}))
+    m, tasks = outcome.metrics, outcome.attrs["tasks"]
+    # the same seeded faults in the same stored codes: every task sees the same corrupted cells
+    assert tasks["sst2"]["faults"]["faulty_cells"] == tasks["rte"]["faults"]["faulty_cells"]
+    assert min(tasks["sst2"]["faults"]["faulty_cells"]) > 0
+    assert m["accuracy_under_faults"] == pytest.approx(
+        0.75 * m["sst2.accuracy_under_faults"] + 0.25 * m["rte.accuracy_under_faults"])
