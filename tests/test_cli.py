@@ -27,6 +27,13 @@ def dse(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
                           cwd=cwd, timeout=1800)
 
 
+def run_space(name: str, results: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``dse study run search_spaces/<name>.yaml`` into ``results``; it must succeed."""
+    run = dse("study", "run", str(ROOT / "search_spaces" / f"{name}.yaml"), "--results-dir", str(results), env=env)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory) -> tuple[Path, dict[str, str]]:  # noqa: ANN001
     if not GLUE.is_dir():
@@ -35,9 +42,7 @@ def smoke_study(tmp_path_factory) -> tuple[Path, dict[str, str]]:  # noqa: ANN00
     # CI gives every run a fresh DSE_CACHE_DIR, so preparation is exercised there; sharing it lets
     # the other real-model tests reuse the fine-tuned checkpoint
     env = {"DSE_GLUE_DIR": str(GLUE), "DSE_CACHE_DIR": os.environ.get("DSE_CACHE_DIR") or str(base / "cache")}
-    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke.yaml"), "--results-dir",
-              str(base / "results"), env=env)
-    assert run.returncode == 0, run.stderr
+    run = run_space("smoke", base / "results", env)
     assert "Pareto front of smoke" in run.stdout
     return base / "results" / "smoke", env
 
@@ -223,9 +228,7 @@ def test_study_searches_training_time_and_post_training_knobs(smoke_study, tmp_p
     from dse.study.engine import StudyFolder, open_study
 
     _, env = smoke_study
-    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_training.yaml"), "--results-dir",
-              str(tmp_path), env=env)
-    assert run.returncode == 0, run.stderr
+    run_space("smoke_training", tmp_path, env)
     folder = StudyFolder(tmp_path / "smoke_training")
     study = open_study(folder, folder.load_config(), create=False)
     done = [t for t in study.trials if t.state.name == "COMPLETE" and not t.user_attrs.get("derived")]
@@ -248,9 +251,7 @@ def test_study_searches_training_time_and_post_training_knobs(smoke_study, tmp_p
 @pytest.mark.integration
 def test_study_with_envm_faults_trades_cell_density_for_accuracy(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
     _, env = smoke_study
-    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_faults.yaml"), "--results-dir",
-              str(tmp_path), env=env)
-    assert run.returncode == 0, run.stderr
+    run_space("smoke_faults", tmp_path, env)
     trials = pd.read_csv(tmp_path / "smoke_faults" / "trials.csv")
     done = trials[trials["state"] == "COMPLETE"]
     assert (~done["derived"]).sum() == 4
@@ -273,9 +274,7 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
     from dse.compression.apply import embedding_tables
 
     _, env = smoke_study
-    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_multitask.yaml"), "--results-dir",
-              str(tmp_path), env=env)
-    assert run.returncode == 0, run.stderr
+    run = run_space("smoke_multitask", tmp_path, env)
     assert "baselines sst2" in run.stdout and "approximation: qnli" in run.stdout
     folder = tmp_path / "smoke_multitask"
     trials = pd.read_csv(folder / "trials.csv")
