@@ -116,9 +116,8 @@ def _write_outputs(folder, config, *, show: bool) -> None:  # noqa: ANN001
         tmp.replace(folder.path / f"{name}.csv")
     plots = write_study_plots(analysis, folder.plots)
     if show:
-        _print_front(analysis.front, config, study.user_attrs.get("baseline_points_by_task")
-                     or analysis.baseline_points)
-        for note in (study.user_attrs.get("approximations") or {}).values():
+        _print_front(analysis.front, config, analysis.baseline_points_by_task or analysis.baseline_points)
+        for note in analysis.approximations.values():
             console.print(f"approximation: {note}")
         if analysis.reference is not None:
             reference = ", ".join(f"{n} {v:.4g}" for n, v in zip(config.objective_names(), analysis.reference))

@@ -39,11 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dse.data import resolve_glue_dir
 from dse.errors import DSEError
-from dse.evaluate import load_dev_set
 from dse.export import MODEL_DIR
-from dse.hf_export import ExportedModel, load_exported_model
+from dse.hf_export import ExportedModel, exported_dev_rows, load_exported_model
 from dse.metrics import main_metric
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
@@ -259,11 +257,7 @@ class DeployReport:
 
 
 def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: int | None) -> EncodedSet:
-    s = exported.settings
-    rows = load_dev_set(s.task, exported.tokenizer,
-                        glue_dir=resolve_glue_dir(glue_dir if glue_dir is not None else s.dev_rows.glue_dir),
-                        max_seq_length=s.max_seq_length, dev_subset=s.dev_rows.dev_subset, seed=s.dev_rows.seed,
-                        train_from_dev=s.dev_rows.train_from_dev)
+    rows = exported_dev_rows(exported, glue_dir=glue_dir)
     return rows if max_rows is None or max_rows >= len(rows) else rows.subset(np.arange(max_rows))
 
 
@@ -322,7 +316,8 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
         "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq]",
         "outputs": "forward: exiting logits [batch, labels], exit layer (1-based) [batch]; "
                    "layer_logits: [layers, batch, labels]",
-        "int8": "torch.ao.quantization.quantize_dynamic on every nn.Linear (qint8 weights)",
+        "int8": "torch.ao.quantization.quantize_dynamic: every nn.Linear (qint8 weights, activations "
+                "quantized per call) and every nn.Embedding (uint8 rows, float scale and offset per row)",
         "task": task, "label_names": s.label_names, "max_seq_length": s.max_seq_length,
         "exit_rule": s.exit_rule, "entropy_thresholds_nats": s.entropy_thresholds_nats,
         "measured": {**report.to_json(), "path": None, "machine": _machine()},

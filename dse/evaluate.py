@@ -112,6 +112,12 @@ class TrainingSource:
     train_from_dev: float | None = None  # the task's train rows are part of its dev set
     split_seed: int = 0
 
+    @classmethod
+    def for_task(cls, config: StudyConfig, task: TaskSettings) -> "TrainingSource":
+        """A study task's training rows: tokenized from its train split (or dev part) on demand."""
+        return cls(task.finetune, resolve_model_source(config.model.name), resolve_glue_dir(config.data.glue_dir),
+                   train_from_dev=task.train_from_dev, split_seed=config.data.seed)
+
     def load_rows(self, task: str) -> tuple[EncodedSet, int]:
         if self.rows is not None:
             return self.rows, self.pad_id
@@ -230,8 +236,7 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
         pad_id=tokenizer.pad_token_id or 0,
         shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
         baseline_points=0.0, cache_dir=cache_dir,
-        training_source=TrainingSource(task.finetune, resolve_model_source(config.model.name), glue_dir,
-                                       train_from_dev=task.train_from_dev, split_seed=config.data.seed),
+        training_source=TrainingSource.for_task(config, task),
         faults=config.faults,
     )
     if baseline_points is not None:
@@ -289,9 +294,7 @@ def study_trial_model(config: StudyConfig, prepared: PreparedModel, training: Tr
     if training.is_noop:
         return prepared.model
     task = task or config.task_settings()[0]
-    source = TrainingSource(task.finetune, resolve_model_source(config.model.name),
-                            resolve_glue_dir(config.data.glue_dir), train_from_dev=task.train_from_dev,
-                            split_seed=config.data.seed)
+    source = TrainingSource.for_task(config, task)
     return train_compressed(prepared.model, parent_key=prepared.info.key, task=task.name, spec=training,
                             finetune=task.finetune, train_rows=lambda: source.load_rows(task.name)).model
 

@@ -53,6 +53,7 @@ __all__ = [
     "ExportScore",
     "ExportedModel",
     "ModelSettings",
+    "exported_dev_rows",
     "load_exported_model",
     "save_exported_model",
     "score_exported_model",
@@ -276,13 +277,17 @@ def load_exported_model(path: str | Path) -> ExportedModel:
     return ExportedModel(model, load_tokenizer(str(path)), settings, path)
 
 
-def score_exported_model(model: str | Path | ExportedModel, *, glue_dir: str | Path | None = None) -> ExportScore:
-    """Score an exported model on the dev rows its trial used (GLUE folder: ``glue_dir``, else
-    the one recorded in the export, else ``$DSE_GLUE_DIR``, else the hub)."""
-    exported = model if isinstance(model, ExportedModel) else load_exported_model(model)
+def exported_dev_rows(exported: ExportedModel, *, glue_dir: str | Path | None = None) -> EncodedSet:
+    """The dev rows the exported model's trial was scored on, tokenized (GLUE folder: ``glue_dir``,
+    else the one recorded in the export, else ``$DSE_GLUE_DIR``, else the hub)."""
     s = exported.settings
-    rows = load_dev_set(s.task, exported.tokenizer,
+    return load_dev_set(s.task, exported.tokenizer,
                         glue_dir=resolve_glue_dir(glue_dir if glue_dir is not None else s.dev_rows.glue_dir),
                         max_seq_length=s.max_seq_length, dev_subset=s.dev_rows.dev_subset, seed=s.dev_rows.seed,
                         train_from_dev=s.dev_rows.train_from_dev)
-    return exported.score(rows)
+
+
+def score_exported_model(model: str | Path | ExportedModel, *, glue_dir: str | Path | None = None) -> ExportScore:
+    """Score an exported model on the dev rows its trial used (see :func:`exported_dev_rows`)."""
+    exported = model if isinstance(model, ExportedModel) else load_exported_model(model)
+    return exported.score(exported_dev_rows(exported, glue_dir=glue_dir))

@@ -40,6 +40,7 @@ __all__ = [
     "offramp_rows",
     "prepare_model",
     "save_checkpoint",
+    "stage1_parameters",
     "train_offramps",
 ]
 
@@ -123,13 +124,17 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.
     return F.cross_entropy(logits, labels.long())
 
 
-def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_id: int) -> None:
+def stage1_parameters(model: EarlyExitModel, finetune: FinetuneConfig) -> list[tuple[str, torch.nn.Parameter]]:
+    """What stage 1 (and a compression-aware fine-tune) trains: the backbone and the final
+    classifier, not the earlier off-ramps, nor the embedding module when it is frozen."""
     last = model.num_layers - 1
-    params = [
-        p for n, p in model.named_parameters()
-        if (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
-        and not (cfg.freeze_embeddings and n.startswith("backbone.embeddings."))
-    ]
+    return [(n, p) for n, p in model.named_parameters()
+            if (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
+            and not (finetune.freeze_embeddings and n.startswith("backbone.embeddings."))]
+
+
+def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_id: int) -> None:
+    params = [p for _, p in stage1_parameters(model, cfg)]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))

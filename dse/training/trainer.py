@@ -38,6 +38,7 @@ from dse.prepare import (
     load_checkpoint,
     offramp_rows,
     save_checkpoint,
+    stage1_parameters,
     train_offramps,
 )
 from dse.training.distillation import distillation_loss
@@ -143,14 +144,10 @@ def _fine_tune(model: EarlyExitModel, teacher: EarlyExitModel | None, train: Enc
         for emb in embedding_tables(model).values():
             emb.weight.requires_grad_(False)
 
-    last = model.num_layers - 1
     scores = pruner.score_parameters() if pruner else []
     span_params = list(spans.parameters()) if spans is not None else []
     special = {id(p) for p in scores + span_params}
-    main = [p for n, p in model.named_parameters()
-            if p.requires_grad and id(p) not in special
-            and (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
-            and not (finetune.freeze_embeddings and n.startswith("backbone.embeddings."))]
+    main = [p for _, p in stage1_parameters(model, finetune) if p.requires_grad and id(p) not in special]
     groups = [{"params": main, "lr": finetune.learning_rate, "weight_decay": 0.01}]
     if scores:
         groups.append({"params": scores, "lr": config.score_learning_rate, "weight_decay": 0.0})

@@ -27,12 +27,16 @@ CONFIG = {
 }
 
 
+def _two_tasks(faults: FaultsConfig | None = None, approximations: dict[str, str] | None = None) -> MultiTaskContext:
+    """Two tasks on one tiny backbone (same seed: the same embedding tables), different dev rows."""
+    sst2, rte = tiny_context(None, rows=32, faults=faults), tiny_context(None, rows=20, faults=faults)
+    rte.task, rte.prepared_key = "rte", "tiny-rte"
+    return MultiTaskContext({"sst2": sst2, "rte": rte}, {"sst2": 0.75, "rte": 0.25}, approximations or {})
+
+
 @pytest.fixture
 def mctx() -> MultiTaskContext:
-    """Two tasks on one tiny backbone (same seed: the same embedding tables), different dev rows."""
-    sst2, rte = tiny_context(None, rows=32), tiny_context(None, rows=20)
-    rte.task, rte.prepared_key = "rte", "tiny-rte"
-    return MultiTaskContext({"sst2": sst2, "rte": rte}, {"sst2": 0.75, "rte": 0.25}, {"rte": "approximated"})
+    return _two_tasks(approximations={"rte": "approximated"})
 
 
 def _knobs(**scoped: float) -> dict:
@@ -97,10 +101,7 @@ def test_sweep_of_shared_hardware_knobs_matches_full_evaluations(mctx: MultiTask
 
 
 def test_faults_hit_the_one_shared_table_alike_for_every_task() -> None:
-    faults = FaultsConfig(enabled=True, repeats=2, error_rate_scale=100.0)
-    sst2, rte = tiny_context(None, rows=32, faults=faults), tiny_context(None, rows=20, faults=faults)
-    rte.task, rte.prepared_key = "rte", "tiny-rte"
-    mctx = MultiTaskContext({"sst2": sst2, "rte": rte}, {"sst2": 0.75, "rte": 0.25}, {})
+    mctx = _two_tasks(FaultsConfig(enabled=True, repeats=2, error_rate_scale=100.0))
     outcome = evaluate_trial(mctx, _knobs(envm_cell="rram_mlc3", **{"rte.encoder_pruning": 0.5}))
     m, tasks = outcome.metrics, outcome.attrs["tasks"]
     # the same seeded faults in the same stored codes: every task sees the same corrupted cells

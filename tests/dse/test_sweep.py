@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from dse.config import parse_study_config
+from dse.config import FaultsConfig, parse_study_config
 from dse.evaluate import EvalContext, evaluate_trial
 from dse.modeling.batching import EncodedSet
 from dse.results import pareto_mask
@@ -49,14 +49,19 @@ def study_config():  # noqa: ANN201
     }, source="test")
 
 
-def test_sweep_returns_feasible_front_matching_single_evaluations(tiny_model, study_config) -> None:  # noqa: ANN001
+def _six_sentence_context(model, faults: FaultsConfig | None = None) -> EvalContext:  # noqa: ANN001
+    """The tiny model on six synthetic dev sentences of varied length (baseline 50 points)."""
     rng = np.random.default_rng(0)
     lengths = [12, 5, 9, 30, 17, 8]
     dev = EncodedSet([[1, *rng.integers(2, 100, n - 2).tolist(), 2] for n in lengths],
                      [[0] * n for n in lengths], np.array([0, 1, 0, 1, 1, 0]))
-    ctx = EvalContext(task="sst2", model=tiny_model, prepared_key="tiny", dev=dev, pad_id=0,
-                      shape=ModelShape.from_hf_config(tiny_model.config, num_labels=2),
-                      baseline_points=50.0, cache_dir=None)
+    return EvalContext(task="sst2", model=model, prepared_key="tiny", dev=dev, pad_id=0,
+                       shape=ModelShape.from_hf_config(model.config, num_labels=2),
+                       baseline_points=50.0, cache_dir=None, faults=faults or FaultsConfig())
+
+
+def test_sweep_returns_feasible_front_matching_single_evaluations(tiny_model, study_config) -> None:  # noqa: ANN001
+    ctx = _six_sentence_context(tiny_model)
     dists = distributions(study_config)
     knobs = study_config.knob_values({"encoder_pruning": 0.25, "exit_threshold": 0.2, "vmac_lanes": 4,
                                       "voltage_v": 0.5})
@@ -82,13 +87,7 @@ def test_sweep_scores_faults_per_cell_like_single_evaluations(tiny_model) -> Non
         "search_space": {"exit_threshold": {"type": "float", "low": 0.0, "high": 0.6, "step": 0.6},
                          "envm_cell": {"type": "categorical", "choices": ["rram_slc", "rram_mlc3"]}},
     }, source="test")
-    rng = np.random.default_rng(0)
-    lengths = [12, 5, 9, 30, 17, 8]
-    dev = EncodedSet([[1, *rng.integers(2, 100, n - 2).tolist(), 2] for n in lengths],
-                     [[0] * n for n in lengths], np.array([0, 1, 0, 1, 1, 0]))
-    ctx = EvalContext(task="sst2", model=tiny_model, prepared_key="tiny", dev=dev, pad_id=0,
-                      shape=ModelShape.from_hf_config(tiny_model.config, num_labels=2),
-                      baseline_points=50.0, cache_dir=None, faults=config.faults)
+    ctx = _six_sentence_context(tiny_model, faults=config.faults)
     dists = distributions(config)
     knobs = config.knob_values({"exit_threshold": 0.0, "envm_cell": "rram_mlc3"})
     designs = sweep_cheap_knobs(ctx, config, knobs, dists, constraints=lambda m: _constraints(config, m))
