@@ -18,8 +18,8 @@ import os
 import platform
 from pathlib import Path
 
-from dse.evaluate import build_context, evaluate_trial
-from dse.results import pareto_table, pick_trial, trials_table
+from dse.analysis.results import pareto_table, pick_trial, trials_table
+from dse.evaluation import build_context, evaluate_trial
 from dse.study.engine import StudyFolder, open_study
 
 

@@ -26,11 +26,12 @@ import numpy as np
 import optuna
 import torch
 
-from dse.compression.apply import CompressionSpec, compress
+from dse.compression.apply import compress
+from dse.compression.spec import CompressionSpec
 from dse.config import load_study_config
-from dse.evaluate import build_context, evaluate_trial, layer_logits
+from dse.evaluation import build_context, evaluate_trial, layer_logits
 from dse.modeling.batching import iter_batches
-from dse.prepare import dev_layer_logits
+from dse.modeling.inference import dev_layer_logits
 from dse.study.engine import distributions
 
 

@@ -23,7 +23,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from dse.config import KNOBS
-from dse.evaluate import EvalContext, TrialOutcome, evaluate_trial
+from dse.evaluation import EvalContext, TrialOutcome, evaluate_trial
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
 from dse.study.executors import InlineExecutor, RayExecutor

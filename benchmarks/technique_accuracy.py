@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from dse.config import load_study_config
-from dse.evaluate import build_context, evaluate_trial
+from dse.evaluation import build_context, evaluate_trial
 
 NEAR_LOSSLESS = {"weight_bits": 16, "weight_exp_bits": 5}
 SETTINGS: list[tuple[str, dict]] = [

@@ -1,4 +1,4 @@
-"""The ``dse`` command line."""
+"""The ``dse`` command line: parsing and printing only; every command is one call of :mod:`dse.api`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dse import api
 from dse.errors import DSEError
+from dse.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Algorithm/hardware co-design studies for BERT-family models on edge accelerators.")
@@ -27,6 +29,17 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"dse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[Optional[bool], typer.Option(  # noqa: ARG001 - its callback handles it
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None) -> None:
+    """Algorithm/hardware co-design studies for BERT-family models on edge accelerators."""
+
 
 class ExecutorKind(str, Enum):
     inline = "inline"
@@ -36,9 +49,7 @@ class ExecutorKind(str, Enum):
 def _check_pick(value: Optional[str]) -> Optional[str]:
     """Reject an unknown --pick while parsing (one ``error:`` line)."""
     if value is not None:
-        from dse.results import check_pick
-
-        check_pick(value)
+        api.check_pick(value)
     return value
 
 
@@ -64,33 +75,22 @@ def _progress_printer():  # noqa: ANN202
     """A one-line rich status when interactive; silent otherwise."""
     if not _interactive():
         return None, None
-    from dse.results import feasible, pareto_mask
-
     status = console.status("starting…")
     status.start()
 
-    def update(study, stats, target) -> None:  # noqa: ANN001
-        done = [t for t in study.trials if t.state.name == "COMPLETE" and feasible(t)]
-        front = 0
-        if done:
-            import numpy as np
-
-            front = int(pareto_mask(np.array([t.values for t in done]),
-                                    [d.name.lower() for d in study.directions]).sum())
-        rate = stats.completed / max(time.perf_counter() - stats.started, 1e-9) * 60
-        status.update(f"completed {stats.completed}/{target} · failed {stats.failed} · "
-                      f"cache hits {stats.cache_hits} · Pareto {front} · {rate:.1f} trials/min")
+    def update(p: api.Progress) -> None:
+        status.update(f"completed {p.completed}/{p.target} · failed {p.failed} · "
+                      f"cache hits {p.cache_hits} · Pareto {p.pareto_size} · {p.trials_per_minute:.1f} trials/min")
 
     return update, status
 
 
-def _run(folder, config, *, n_trials, executor, ray_address, max_in_flight=None) -> None:  # noqa: ANN001
-    from dse.study.engine import run_study
-
+def _run(study: api.Study, *, n_trials: int | None, executor: ExecutorKind | None, ray_address: str | None,
+         max_in_flight: int | None) -> None:
     start = time.perf_counter()
     update, status = _progress_printer()
     try:
-        stats = run_study(folder, config, n_trials=n_trials, executor_kind=executor,
+        stats = study.run(n_trials=n_trials, executor=executor.value if executor else None,
                           ray_address=ray_address, max_in_flight=max_in_flight, progress=update)
     finally:
         if status is not None:
@@ -98,34 +98,23 @@ def _run(folder, config, *, n_trials, executor, ray_address, max_in_flight=None)
     console.print(f"{stats.completed} trials complete ({stats.failed} failed this run, "
                   f"{stats.cache_hits} cache hits, {stats.derived} derived designs from the cheap-knob sweep) "
                   f"in {time.perf_counter() - start:.0f} s")
-    _write_outputs(folder, config, show=True)
+    _write_outputs(study)
 
 
-def _write_outputs(folder, config, *, show: bool) -> None:  # noqa: ANN001
-    """trials.csv, pareto.csv, hypervolume.csv and every study-level plot, rebuilt from the storage."""
-    from dse.plots import write_study_plots
-    from dse.results import analyse_study
-    from dse.study.engine import open_study
-
-    study = open_study(folder, config, create=False)
-    analysis = analyse_study(study, config)
-    for name, table in (("trials", analysis.trials), ("pareto", analysis.front),
-                        ("hypervolume", analysis.history)):
-        tmp = folder.path / f".{name}.csv.tmp"
-        table.to_csv(tmp, index=False)
-        tmp.replace(folder.path / f"{name}.csv")
-    plots = write_study_plots(analysis, folder.plots)
-    if show:
-        _print_front(analysis.front, config, analysis.baseline_points_by_task or analysis.baseline_points)
-        for note in analysis.approximations.values():
-            console.print(f"approximation: {note}")
-        if analysis.reference is not None:
-            reference = ", ".join(f"{n} {v:.4g}" for n, v in zip(config.objective_names(), analysis.reference))
-            console.print(f"hypervolume {analysis.hypervolume:.6g} (reference {reference}; "
-                          f"{analysis.reference_source})")
-        names = ", ".join(f"plots/{p.name}" for paths in plots.values() for p in paths if p.suffix == ".png")
-        console.print(f"outputs in {folder.path}: trials.csv, pareto.csv, hypervolume.csv"
-                      + (f", {names} (+ .svg)" if names else ""))
+def _write_outputs(study: api.Study) -> None:
+    """Rebuild trials.csv, pareto.csv, hypervolume.csv and plots/; print the front and the hypervolume."""
+    outputs = study.write_outputs()
+    analysis, config = outputs.analysis, study.config
+    _print_front(analysis.front, config, analysis.baseline_points_by_task or analysis.baseline_points)
+    for note in analysis.approximations.values():
+        console.print(f"approximation: {note}")
+    if analysis.reference is not None:
+        reference = ", ".join(f"{n} {v:.4g}" for n, v in zip(config.objective_names(), analysis.reference))
+        console.print(f"hypervolume {analysis.hypervolume:.6g} (reference {reference}; "
+                      f"{analysis.reference_source})")
+    names = ", ".join(f"plots/{p.name}" for paths in outputs.plots.values() for p in paths if p.suffix == ".png")
+    console.print(f"outputs in {study.path}: trials.csv, pareto.csv, hypervolume.csv"
+                  + (f", {names} (+ .svg)" if names else ""))
 
 
 def _print_front(front, config, baseline) -> None:  # noqa: ANN001
@@ -146,12 +135,6 @@ def _print_front(front, config, baseline) -> None:  # noqa: ANN001
     console.print(table)
 
 
-def _folder(path: Path):  # noqa: ANN202
-    from dse.study.engine import StudyFolder
-
-    return StudyFolder(path)
-
-
 @study_app.command("run")
 def study_run(
     space: Annotated[Path, typer.Argument(help="study definition (YAML)")],
@@ -164,15 +147,7 @@ def study_run(
         "--storage", help="journal (default), sqlite, sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DB")] = None,
 ) -> None:
     """Run a study (continues it if its folder already exists with the same definition)."""
-    from dse.config import load_study_config
-
-    config = load_study_config(space)
-    if storage is not None:
-        from dse.study.storage import storage_option
-
-        config = config.model_copy(update={"storage": storage_option(storage)})
-    _run(_folder(results_dir / config.name), config, n_trials=n_trials,
-         executor=executor.value if executor else None,
+    _run(api.Study.create(space, results_dir=results_dir, storage=storage), n_trials=n_trials, executor=executor,
          ray_address=ray_address, max_in_flight=max_in_flight)
 
 
@@ -185,9 +160,7 @@ def study_resume(
     max_in_flight: Annotated[Optional[int], MaxInFlight] = None,
 ) -> None:
     """Continue a stopped or killed study; unfinished trials are re-queued."""
-    folder = _folder(directory)
-    _run(folder, folder.load_config(), n_trials=n_trials,
-         executor=executor.value if executor else None, ray_address=ray_address,
+    _run(api.Study.open(directory), n_trials=n_trials, executor=executor, ray_address=ray_address,
          max_in_flight=max_in_flight)
 
 
@@ -197,25 +170,7 @@ def study_status(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Trial counts by state, the Pareto size and the hypervolume."""
-    from dse.results import analyse_study
-    from dse.study.engine import count_complete, open_study
-
-    folder = _folder(directory)
-    config = folder.load_config()
-    study = open_study(folder, config, create=False)
-    states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    analysis = analyse_study(study, config)
-    reference = (None if analysis.reference is None
-                 else dict(zip(config.objective_names(), map(float, analysis.reference))))
-    info = {"study": config.name, "target_trials": study.user_attrs.get("target_trials", config.n_trials),
-            "completed": count_complete(study),
-            "states": states, "pareto_size": len(analysis.front),
-            "baseline_points": study.user_attrs.get("baseline_points"),
-            **{k: study.user_attrs[k] for k in ("baseline_points_by_task", "approximations") if k in study.user_attrs},
-            "hypervolume": analysis.hypervolume, "hypervolume_reference": reference,
-            "hypervolume_reference_source": analysis.reference_source}
+    info = api.Study.open(directory).status()
     if fmt is Format.json:
         print(json.dumps(info))
     else:
@@ -226,8 +181,7 @@ def study_status(
 @app.command("pareto")
 def pareto(directory: Annotated[Path, typer.Argument(help="study folder")]) -> None:
     """Rebuild trials.csv, pareto.csv, hypervolume.csv and plots/; print the Pareto table."""
-    folder = _folder(directory)
-    _write_outputs(folder, folder.load_config(), show=True)
+    _write_outputs(api.Study.open(directory))
 
 
 @app.command("export")
@@ -239,23 +193,10 @@ def export(
         "-o", "--output", help="export folder (default: DIR/exports/<pick or trial-N>)")] = None,
 ) -> None:
     """Write a chosen design into a folder: design.json, model/ (Hugging Face), accelerator.json."""
-    from dse.export import export_design
-    from dse.results import pareto_table, pick_label, pick_trial, study_reference, trials_table
-    from dse.study.engine import open_study
-
     if (pick is None) == (trial is None):
         raise DSEError("give exactly one of --pick or --trial")
-    folder = _folder(directory)
-    config = folder.load_config()
-    study = open_study(folder, config, create=False)
-    if trial is None:
-        trials = trials_table(study, config)
-        trial = pick_trial(pareto_table(trials, config), config, pick,
-                           reference=study_reference(trials, config)[0])
-    name = pick_label(pick) if pick is not None else f"trial-{trial}"
-    path = export_design(study, config, trial, output or folder.path / "exports" / name,
-                         cache_dir=folder.cache)
-    console.print(f"exported trial {trial} to {path}/ (design.json, model/, accelerator.json)")
+    exported = api.Study.open(directory).export(pick=pick, trial=trial, out=output)
+    console.print(f"exported trial {exported.trial} to {exported.path}/ (design.json, model/, accelerator.json)")
 
 
 @app.command("report")
@@ -266,9 +207,7 @@ def report(
                                         help="pick whose exit layers and per-sentence latencies to show")] = "knee",
 ) -> None:
     """Write one self-contained HTML report: definition, summary, Pareto table, plots, picks."""
-    from dse.report import write_report
-
-    path = write_report(_folder(directory), output, design=design)
+    path = api.Study.open(directory).report(out=output, design=design)
     console.print(f"report written to {path}")
 
 
@@ -282,9 +221,7 @@ def dashboard(
                                "never while a coordinator runs the study")] = False,
 ) -> None:
     """Serve optuna-dashboard on the study's storage (read-only unless --allow-writes)."""
-    from dse.dashboard import make_dashboard_server
-
-    server = make_dashboard_server(_folder(directory), host=host, port=port, allow_writes=allow_writes)
+    server = api.Study.open(directory).dashboard(host=host, port=port, allow_writes=allow_writes)
     console.print(f"optuna-dashboard for {directory} at http://{host}:{server.server_port}/ "
                   "(Ctrl-C stops it)")
     try:
@@ -303,24 +240,7 @@ def evaluate(
                         "is the model folder) instead of rebuilding it from the study definition")] = False,
 ) -> None:
     """Re-score an exported design from scratch (same data) and print its metrics as JSON."""
-    from dse.evaluate import build_context, evaluate_trial
-    from dse.export import load_design
-
-    if model:
-        from dse.export import MODEL_DIR
-        from dse.hf_export import score_exported_model
-
-        folder = design.parent if design.is_file() else design
-        if not (folder / "config.json").is_file():  # an export folder (or its design.json)
-            folder = folder / MODEL_DIR
-        score = score_exported_model(folder)
-        print(json.dumps({"accuracy": score.accuracy, "avg_exit_layer": score.avg_exit_layer,
-                          "dev_rows": int(len(score.exit_layers))}))
-        return
-    data, config = load_design(design)
-    ctx = build_context(config, cache_dir=None)
-    outcome = evaluate_trial(ctx, config.knob_values({**data["compression"], **data["hardware"]}))
-    print(json.dumps(outcome.metrics))
+    print(json.dumps(api.evaluate_export(design, model=model)))
 
 
 @app.command("deploy")
@@ -330,9 +250,7 @@ def deploy(
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="first N of the trial's dev rows")] = None,
 ) -> None:
     """Write DIR/deploy/ (fp32 + int8 TorchScript early-exit models); print size, accuracy, latency."""
-    from dse.deploy import deploy_export
-
-    result = deploy_export(directory, threads=threads, max_rows=max_rows)
+    result = api.deploy(directory, threads=threads, max_rows=max_rows)
     table = Table(title=f"{result.task}: {result.dev_rows} dev rows, batch 1, {result.threads} threads "
                         f"(trial accuracy {result.trial_accuracy:.2f})")
     for col in ("artifact", "size_mb", "accuracy", "avg_exit_layer", "median_ms", "p95_ms"):
@@ -347,19 +265,15 @@ def deploy(
 @app.command("prepare")
 def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
     """Fine-tune (or load from the cache) the study's early-exit model(s) and report the baselines."""
-    from dse.config import load_study_config
-    from dse.evaluate import check_task_data, prepare_for_study
-
-    config = load_study_config(space)
-    check_task_data(config)
-    for task in config.task_settings():
-        prepared = prepare_for_study(config, task)
-        info = prepared.info
-        console.print(f"prepared {info.task} ({info.train_rows} train rows) at {prepared.path}")
+    def show(prepared: api.PreparedTask) -> None:
+        task, info = prepared.task, prepared.prepared.info
+        console.print(f"prepared {info.task} ({info.train_rows} train rows) at {prepared.prepared.path}")
         console.print("dev metric by exit layer: "
                       + ", ".join(f"{100 * m:.2f}" for m in info.baseline_dev_metric_by_layer))
         if task.approximation:
             console.print(f"approximation: {task.approximation}")
+
+    api.prepare(space, progress=show)
 
 
 @app.command("trace")
@@ -375,45 +289,27 @@ def trace(
     latency_target_ms: Annotated[Optional[float], typer.Option("--dvfs-target-ms", min=0.001)] = None,
 ) -> None:
     """Drive the hardware model with an external per-sentence entropy trace; print JSON figures."""
-    from transformers import AutoConfig
-
-    from dse.modeling.loading import resolve_model_source
-    from hwmodels import (CompressionProfile, HardwareConfig, ModelShape, evaluate_hardware,
-                          exit_layers_from_entropies, fit_exit_predictor, load_entropy_trace)
-
-    try:
-        entropies, tokens = load_entropy_trace(csv_path)
-        shape = ModelShape.from_hf_config(AutoConfig.from_pretrained(resolve_model_source(model)),
-                                          num_labels=num_labels)
-        if entropies.shape[1] != shape.num_layers:
-            raise ValueError(f"{csv_path} has {entropies.shape[1]} layers but {model} has {shape.num_layers}")
-        exits = exit_layers_from_entropies(entropies, threshold)
-        dvfs = latency_target_ms is not None
-        predicted = fit_exit_predictor(entropies[:, 0], exits).predict(entropies[:, 0]) if dvfs else None
-        hw = evaluate_hardware(
-            shape, tokens=tokens, exit_layers=exits, compression=CompressionProfile(),
-            hardware=HardwareConfig(vmac_lanes=vmac_lanes, sram_kb=sram_kb, envm_cell=envm_cell,
-                                    voltage_v=voltage_v, dvfs=dvfs, latency_target_ms=latency_target_ms),
-            predicted_exit_layers=predicted,
-        )
-    except ValueError as exc:
-        raise DSEError(str(exc).strip().splitlines()[0]) from None
-    print(json.dumps({
-        "sentences": int(len(tokens)), "avg_exit_layer": float(exits.mean()),
-        "energy_uj": hw.mean_energy_uj, "latency_ms": hw.mean_latency_ms,
-        "p95_latency_ms": hw.p95_latency_ms, "target_met_fraction": hw.fraction_target_met,
-        "area_mm2": hw.area_mm2, "valid": hw.valid,
-    }))
+    print(json.dumps(api.evaluate_trace(
+        csv_path, threshold=threshold, model=model, num_labels=num_labels, vmac_lanes=vmac_lanes, sram_kb=sram_kb,
+        envm_cell=envm_cell, voltage_v=voltage_v, latency_target_ms=latency_target_ms)))
 
 
 @config_app.command("validate")
 def config_validate(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
     """Check a study definition and print its hash."""
-    from dse.config import config_hash, load_study_config
-
-    config = load_study_config(space)
+    config = api.load_study_config(space)
     console.print(f"{space}: valid ({len(config.search_space)} knobs searched, "
-                  f"{config.n_trials} trials, hash {config_hash(config)[:12]})")
+                  f"{config.n_trials} trials, hash {api.config_hash(config)[:12]})")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of a study definition (knobs, metrics, tasks, cells and samplers as enums).
+
+    Save it, e.g. as study.schema.json, and make a study definition's first line
+    "# yaml-language-server: $schema=study.schema.json" for completion and checks in editors.
+    """
+    print(json.dumps(api.config_schema(), indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

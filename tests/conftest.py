@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny random-weight BERT/ALBERT models for fast unit tests."""
+"""Shared fixtures: tiny random-weight BERT/ALBERT models for fast unit tests, and the fine-tune
+cache the real-model (integration) tests share."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,3 +42,11 @@ def tiny_batch() -> dict[str, torch.Tensor]:
         ids[r, :n] = torch.randint(1, 100, (n,), generator=gen)
         mask[r, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``DSE_CACHE_DIR`` for the real-model tests: the environment's (CI gives every run a fresh one,
+    so preparation is exercised there), else one per test session; either way the tests of a session
+    fine-tune each model once and reuse it."""
+    return Path(os.environ.get("DSE_CACHE_DIR") or tmp_path_factory.mktemp("cache"))

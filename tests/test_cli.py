@@ -35,13 +35,12 @@ def run_space(name: str, results: Path, env: dict[str, str]) -> subprocess.Compl
 
 
 @pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory) -> tuple[Path, dict[str, str]]:  # noqa: ANN001
+def smoke_study(tmp_path_factory, shared_cache_dir: Path) -> tuple[Path, dict[str, str]]:  # noqa: ANN001
     if not GLUE.is_dir():
         pytest.fail(f"real GLUE data not found at {GLUE} (set DSE_GLUE_DIR)")
     base = tmp_path_factory.mktemp("smoke")
-    # CI gives every run a fresh DSE_CACHE_DIR, so preparation is exercised there; sharing it lets
-    # the other real-model tests reuse the fine-tuned checkpoint
-    env = {"DSE_GLUE_DIR": str(GLUE), "DSE_CACHE_DIR": os.environ.get("DSE_CACHE_DIR") or str(base / "cache")}
+    # the session's fine-tune cache: the other real-model tests reuse the fine-tuned checkpoint
+    env = {"DSE_GLUE_DIR": str(GLUE), "DSE_CACHE_DIR": str(shared_cache_dir)}
     run = run_space("smoke", base / "results", env)
     assert "Pareto front of smoke" in run.stdout
     return base / "results" / "smoke", env
@@ -150,6 +149,34 @@ def test_status_and_resume_with_ray(smoke_study) -> None:  # noqa: ANN001
     assert resumed.returncode == 0, resumed.stderr
     status = json.loads(dse("study", "status", str(folder), "--format", "json", env=env).stdout)
     assert status["completed"] == 10 and status["target_trials"] == 10  # the override, not the definition's 8
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    run = dse("--version")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"dse {version('edgebert-dse')}"
+
+
+def test_python_dash_m_dse_is_the_same_command(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "dse", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "Usage: dse" in run.stdout and "study" in run.stdout and "--version" in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "dse", "frobnicate"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert bad.returncode == 2 and "No such command" in bad.stderr
+
+
+def test_config_schema_validates_a_definition(tmp_path: Path) -> None:
+    import jsonschema
+    import yaml
+
+    run = dse("config", "schema")
+    assert run.returncode == 0, run.stderr
+    validator = jsonschema.Draft202012Validator(json.loads(run.stdout))
+    assert not list(validator.iter_errors(yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())))
 
 
 def _space(tmp_path: Path, text: str) -> Path:

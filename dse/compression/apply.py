@@ -5,52 +5,17 @@ from __future__ import annotations
 import copy
 import math
 import weakref
-from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
 from dse.compression.adaptivfloat import AdaptivFloatFormat, attach_activation_quantizers, quantize_model_weights_
 from dse.compression.pruning import achieved_sparsity, magnitude_mask
+from dse.compression.spec import CompressionSpec
 from dse.modeling.early_exit import EarlyExitModel
-from dse.training.spec import TrainingSpec
 
-__all__ = ["CompressionSpec", "activation_format", "attach_activation_quantization", "compress",
-           "embedding_tables", "encoder_linears", "weight_format"]
-
-
-@dataclass(frozen=True)
-class CompressionSpec:
-    """The accuracy-relevant compression knobs of a trial (thresholds excluded)."""
-
-    encoder_pruning: float = 0.0  # fraction of each encoder matmul weight set to zero
-    embedding_pruning: float = 0.0  # fraction of each embedding table set to zero
-    weight_bits: int = 8
-    weight_exp_bits: int = 3
-    attention_span: int = 512  # tokens; >= the longest sentence means "no mask"
-    weight_format: str = "paper2020"  # AdaptivFloat variant (dse.compression.adaptivfloat)
-    activation_bits: int = 0  # AdaptivFloat width of encoder linear inputs; 0 = not quantized
-    # Training-time knobs: which model the post-training compression above is applied to
-    # (the prepared one when they are at their defaults; see dse.training).
-    training: TrainingSpec = field(default_factory=TrainingSpec)
-
-    @classmethod
-    def from_knobs(cls, knobs: dict) -> "CompressionSpec":
-        post = {f.name: knobs[f.name] for f in fields(cls) if f.name != "training"}
-        return cls(**post, training=TrainingSpec.from_knobs(knobs))
-
-    def as_dict(self) -> dict:
-        """JSON-ready knob values; the training part only when it trains (keeps older cache keys)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
-        for name in ("weight_format", "activation_bits"):  # added later: keep older cache keys
-            if out[name] == _DEFAULTS[name]:
-                del out[name]
-        if not self.training.is_noop:
-            out["training"] = self.training.canonical().model_dump(mode="json")
-        return out
-
-
-_DEFAULTS = {f.name: f.default for f in fields(CompressionSpec) if f.name != "training"}
+__all__ = ["activation_format", "attach_activation_quantization", "compress", "embedding_tables", "encoder_linears",
+           "weight_format"]
 
 
 def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
-from dse.compression.span import AdaptiveSpan, hard_span_bias, renormalized_probs
+from dse.modeling.span import AdaptiveSpan, hard_span_bias, renormalized_probs
 
 __all__ = ["EarlyExitModel", "OffRamp", "entropy", "simulate_early_exit"]
 

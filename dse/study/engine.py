@@ -35,7 +35,9 @@ from optuna.trial import TrialState
 
 from dse.config import CategoricalParam, FloatParam, StudyConfig, config_hash, parse_study_config
 from dse.errors import DSEError
+from dse.io import write_text_atomic
 from dse.study.storage import JOURNAL_NAME, display_url, open_storage, repair_journal, resolve_storage_url
+from dse.version import __version__
 
 __all__ = [
     "MAX_RETRIES",
@@ -54,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 2  # re-queues of a trial that was RUNNING when the coordinator died
-TOOL_VERSION = "0.1.0"
+TOOL_VERSION = __version__  # recorded in env.json and the study attrs
 STUDY_FORMAT = 1  # layout of the study's user attrs and folder; a newer one is refused
 
 
@@ -101,12 +103,6 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
             return optuna.samplers.GPSampler(seed=seed)
         case _:
             return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _environment() -> dict[str, str]:
@@ -159,9 +155,9 @@ def open_study(folder: StudyFolder, config: StudyConfig, *, create: bool) -> opt
     if create and not folder.config_sha.is_file():
         try:
             folder.path.mkdir(parents=True, exist_ok=True)
-            _write_atomic(folder.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-            _write_atomic(folder.path / "env.json", json.dumps(_environment(), indent=2))
-            _write_atomic(folder.config_sha, digest + "\n")  # last: marks the folder complete
+            write_text_atomic(folder.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+            write_text_atomic(folder.path / "env.json", json.dumps(_environment(), indent=2))
+            write_text_atomic(folder.config_sha, digest + "\n")  # last: marks the folder complete
         except OSError as exc:
             raise DSEError(f"cannot write the results folder {folder.path}: {exc.strerror}") from None
     storage = open_storage(folder.path, config.storage)
@@ -291,7 +287,7 @@ def count_complete(study: optuna.Study) -> int:
 def record_derived_trials(study: optuna.Study, config: StudyConfig, ctx: Any, source: int, *,
                           knobs: dict[str, Any], dists: dict[str, BaseDistribution]) -> int:
     """Add the cheap-knob sweep's designs around trial ``source`` as derived trials."""
-    from dse.sweep import sweep_cheap_knobs
+    from dse.study.sweep import sweep_cheap_knobs
 
     try:
         designs = sweep_cheap_knobs(ctx, config, knobs, dists, constraints=lambda m: _constraints(config, m))
@@ -334,10 +330,10 @@ def run_study(
 ) -> RunStats:
     """Run (or continue) the study until ``n_trials`` trials have completed.
 
-    ``evaluate(ctx, knobs) -> TrialOutcome`` replaces ``dse.evaluate.evaluate_trial`` and
+    ``evaluate(ctx, knobs) -> TrialOutcome`` replaces ``dse.evaluation.evaluate_trial`` and
     ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself).
     """
-    from dse.evaluate import build_context, evaluate_trial
+    from dse.evaluation import build_context, evaluate_trial
     from dse.study.executors import make_executor
 
     target = n_trials or config.n_trials

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from dse.errors import DSEError
-from dse.evaluate import EvalContext, TrialOutcome, evaluate_trial
+from dse.evaluation import AnyContext, TrialOutcome, evaluate_trial
 
 __all__ = [
     "EvaluateFn",
@@ -31,7 +31,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EvaluateFn = Callable[[EvalContext, dict[str, Any]], TrialOutcome]
+EvaluateFn = Callable[[AnyContext, dict[str, Any]], TrialOutcome]
 Result = tuple[int, TrialOutcome | BaseException]
 
 
@@ -39,7 +39,7 @@ class TransientEvaluationError(RuntimeError):
     """An evaluation error worth re-running as is (I/O, memory pressure); raise it to ask for a retry."""
 
 
-def _evaluate(evaluate: EvaluateFn, ctx: EvalContext, knobs: dict[str, Any]) -> TrialOutcome:
+def _evaluate(evaluate: EvaluateFn, ctx: AnyContext, knobs: dict[str, Any]) -> TrialOutcome:
     try:
         return evaluate(ctx, knobs)
     except (OSError, MemoryError) as exc:  # the cache disk or RAM, not the design: may pass next time
@@ -56,7 +56,7 @@ class Executor(Protocol):
 class InlineExecutor:
     """Evaluates each trial in the coordinator process, one at a time."""
 
-    def __init__(self, ctx: EvalContext, *, evaluate: EvaluateFn = evaluate_trial, max_retries: int = 2) -> None:
+    def __init__(self, ctx: AnyContext, *, evaluate: EvaluateFn = evaluate_trial, max_retries: int = 2) -> None:
         self._ctx = ctx
         self._evaluate = evaluate
         self._max_retries = max_retries
@@ -87,7 +87,7 @@ class InlineExecutor:
 
 # Ray worker processes keep the deserialised context between tasks, keyed by its object id,
 # so the prepared model crosses the object store once per worker instead of once per trial.
-_WORKER_CONTEXTS: dict[str, EvalContext] = {}
+_WORKER_CONTEXTS: dict[str, AnyContext] = {}
 
 
 def _evaluate_in_worker(ctx_box: list, evaluate: EvaluateFn, knobs: dict[str, Any], num_threads: int) -> TrialOutcome:
@@ -106,7 +106,7 @@ def _evaluate_in_worker(ctx_box: list, evaluate: EvaluateFn, knobs: dict[str, An
 class RayExecutor:
     """Runs evaluations as Ray tasks; a local Ray instance by default, or joins ``address``."""
 
-    def __init__(self, ctx: EvalContext, *, evaluate: EvaluateFn = evaluate_trial, address: str | None = None,
+    def __init__(self, ctx: AnyContext, *, evaluate: EvaluateFn = evaluate_trial, address: str | None = None,
                  cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2) -> None:
         import ray
 
@@ -175,7 +175,7 @@ class RayExecutor:
 
 def compression_key(knobs: dict[str, Any]) -> str:
     """Identity of the model evaluation a trial needs (the logits cache key's knob part)."""
-    from dse.compression.apply import CompressionSpec
+    from dse.compression.spec import CompressionSpec
 
     return json.dumps(CompressionSpec.from_knobs(knobs).as_dict(), sort_keys=True)
 
@@ -220,7 +220,7 @@ class OneEvaluationPerKey:
         self._inner.close()
 
 
-def make_executor(kind: str, ctx: EvalContext, *, address: str | None = None, cpus_per_trial: float = 1.0,
+def make_executor(kind: str, ctx: AnyContext, *, address: str | None = None, cpus_per_trial: float = 1.0,
                   gpus_per_trial: float = 0.0, max_retries: int = 2,
                   evaluate: EvaluateFn = evaluate_trial) -> Executor:
     if kind == "inline":

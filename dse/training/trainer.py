@@ -29,10 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from dse.compression.apply import embedding_tables, encoder_linears
 from dse.compression.movement import TrainingPruner
 from dse.compression.pruning import achieved_sparsity, embedding_prune_schedule, magnitude_mask
+from dse.compression.spec import TrainingSpec
 from dse.config import FinetuneConfig
 from dse.modeling.batching import EncodedSet, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
-from dse.prepare import (
+from dse.training.distillation import distillation_loss
+from dse.training.prepare import (
     cache_root,
     layer_cls_features,
     load_checkpoint,
@@ -41,15 +43,12 @@ from dse.prepare import (
     stage1_parameters,
     train_offramps,
 )
-from dse.training.distillation import distillation_loss
 from dse.training.schedule import PruningSchedule
-from dse.training.spec import TrainingSpec
 
 __all__ = [
     "TRAIN_VERSION",
     "CompressionTrainingConfig",
     "TrainedModel",
-    "TrainingSpec",
     "train_compressed",
     "training_key",
 ]

@@ -12,10 +12,10 @@ import torch
 from transformers import BertConfig, BertModel
 
 from dse.config import FaultsConfig, StudyConfig, parse_study_config
-from dse.evaluate import EvalContext
+from dse.evaluation import EvalContext
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
-from dse.prepare import dev_layer_logits, predictions
+from dse.modeling.inference import dev_layer_logits, predictions
 from hwmodels import ModelShape
 
 SPACE = {"encoder_pruning": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.5},

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from dse.compression.apply import CompressionSpec, compress, embedding_tables, encoder_linears
+from dse.compression.apply import compress, embedding_tables, encoder_linears
 from dse.compression.pruning import achieved_sparsity, magnitude_mask
+from dse.compression.spec import CompressionSpec
 
 
 def test_prunes_quantizes_and_masks_a_copy(tiny_model, tiny_batch) -> None:  # noqa: ANN001

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dse.evaluate import EvalContext
+from dse.evaluation import EvalContext
 
 from ..tiny_eval import tiny_config, tiny_context  # noqa: F401 (re-exported for the study tests)
 

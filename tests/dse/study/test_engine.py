@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from dse.errors import DSEError
-from dse.evaluate import evaluate_trial
+from dse.evaluation import evaluate_trial
 from dse.study.engine import (
     MAX_RETRIES,
     StudyFolder,
@@ -207,7 +207,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {here!r})
     from tiny_eval import tiny_config, tiny_context
-    from dse.evaluate import evaluate_trial
+    from dse.evaluation import evaluate_trial
     from dse.study.engine import StudyFolder, run_study
 
     def slow(ctx, knobs):

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from dse.errors import DSEError
-from dse.evaluate import evaluate_trial
+from dse.evaluation import evaluate_trial
 from dse.study.engine import StudyFolder, count_complete, open_study, run_study
 from dse.study.executors import InlineExecutor, OneEvaluationPerKey, RayExecutor, TransientEvaluationError
 

@@ -11,10 +11,11 @@ from transformers import AlbertConfig, AlbertModel
 
 from dse.compression.apply import embedding_tables, encoder_linears
 from dse.compression.pruning import achieved_sparsity
+from dse.compression.spec import TrainingSpec
 from dse.config import FinetuneConfig
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
-from dse.training.trainer import CompressionTrainingConfig, TrainingSpec, train_compressed, training_key
+from dse.training.trainer import CompressionTrainingConfig, train_compressed, training_key
 
 FINETUNE = FinetuneConfig(train_subset=None, batch_size=8, offramp_train_subset=None, offramp_epochs=2)
 ALBERT_DIR = Path("/work/shared/data/models/albert-base-v2")
@@ -153,7 +154,7 @@ def test_albert_shares_masks_and_spans_with_the_real_tokenizer(tmp_path) -> None
 
 def test_frozen_embeddings_stay_the_parents_in_both_fine_tunes(tiny_model: EarlyExitModel, tmp_path) -> None:  # noqa: ANN001
     """A multi-task study's tasks share one embedding table: neither fine-tune may move it."""
-    from dse.prepare import _stage1, preparation_key
+    from dse.training.prepare import _stage1, preparation_key
 
     rows = synthetic_rows()
     frozen = FINETUNE.model_copy(update={"freeze_embeddings": True})

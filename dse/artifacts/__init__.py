@@ -1,0 +1,8 @@
+"""What leaves a study: a chosen design as files, and the deployables built from them.
+
+Owns the design export folder and its versioned ``design.json`` (:mod:`~dse.artifacts.export`),
+the compressed model as a Hugging Face folder with its loader and scorer
+(:mod:`~dse.artifacts.hf_export`) and the int8 TorchScript deployment check
+(:mod:`~dse.artifacts.deploy`). May import :mod:`dse.analysis` and everything below it; never
+the API or CLI.
+"""

@@ -1,0 +1,332 @@
+"""Quantized deployment check: an exported design as a self-contained int8 TorchScript model for CPU.
+
+``deploy_export(EXPORT_DIR)`` loads ``EXPORT_DIR/model`` and writes ``EXPORT_DIR/deploy/``::
+
+    model_fp32.pt     TorchScript: the exported early-exit model in fp32
+    model_int8.pt     TorchScript: the same with every nn.Linear dynamically quantized to int8
+                      (torch.ao quantize_dynamic: int8 weights, activations quantized per call)
+                      and every embedding table stored as uint8 with a scale and offset per row
+    deploy.json       inputs/outputs, exit rule, labels, and the measured sizes/accuracy/latency
+
+Both artifacts run with plain torch (``torch.jit.load``; no dse, no transformers):
+``module(input_ids, attention_mask, token_type_ids)`` (int64 ``[b, s]``) returns the exiting
+logits ``[b, labels]`` and the 1-based exit layer ``[b]`` with real early exit (a row stops at
+the first layer whose off-ramp entropy is below that layer's threshold, as in
+:meth:`EarlyExitModel.early_exit_forward`); ``module.layer_logits(...)`` returns every off-ramp's
+logits ``[layers, b, labels]``. Tokenize with the tokenizer files in ``EXPORT_DIR/model``.
+
+The AdaptivFloat activation fake-quantization of a design models the accelerator's datapath and
+is left out of both artifacts (on CPU, int8 dynamic quantization takes its place), so the fp32
+artifact's accuracy can differ slightly from the trial's; both are reported.
+
+TorchScript because early exit is data-dependent control flow: ``torch.export`` would need it
+rewritten with ``torch.cond``. torch 2.13 marks ``torch.jit`` deprecated but runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dse.artifacts.export import MODEL_DIR
+from dse.artifacts.hf_export import ExportedModel, exported_dev_rows, load_exported_model
+from dse.data.metrics import main_metric
+from dse.errors import DSEError
+from dse.io import atomic_write, write_text_atomic
+from dse.modeling.batching import EncodedSet
+from dse.modeling.early_exit import EarlyExitModel
+from dse.modeling.inference import predictions
+
+__all__ = [
+    "DEPLOY_DIR",
+    "DEPLOY_FILE",
+    "DEPLOY_TYPE",
+    "DEPLOY_VERSION",
+    "FP32_FILE",
+    "INT8_FILE",
+    "ArtifactFigures",
+    "DeployReport",
+    "build_torchscript",
+    "deploy_export",
+    "measure_artifact",
+]
+
+DEPLOY_DIR = "deploy"
+DEPLOY_FILE = "deploy.json"
+FP32_FILE = "model_fp32.pt"
+INT8_FILE = "model_int8.pt"
+DEPLOY_TYPE = "edgebert-dse.deploy"
+DEPLOY_VERSION = 1
+WARMUP_ROWS = 10
+
+
+class _Embed(nn.Module):
+    """Token ids -> hidden states ``[b, s, hidden]`` (traced)."""
+
+    _model: EarlyExitModel
+
+    def __init__(self, model: EarlyExitModel) -> None:
+        super().__init__()
+        # register only what _embed uses: a traced module keeps every registered weight
+        self.embeddings = model.backbone.embeddings
+        if model.config.model_type == "albert":
+            self.mapping = model.backbone.encoder.embedding_hidden_mapping_in
+        self.__dict__["_model"] = model  # unregistered, for the same reason
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self._model._embed(input_ids, token_type_ids)
+
+
+class _Layer(nn.Module):
+    """Encoder layer ``index``: ``(h, bias [b, heads, s, s]) -> h`` (traced)."""
+
+    _model: EarlyExitModel
+
+    def __init__(self, model: EarlyExitModel, index: int) -> None:
+        super().__init__()
+        self.mods = nn.ModuleList(model._layer_modules(index))
+        self.__dict__["_model"] = model
+        self.index = index
+
+    def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self._model._run_layer(self.index, h, bias)  # spans are inf: bias is used as given
+
+
+class _EarlyExit(nn.Module):
+    """Scripted driver: padding + span bias, the layer loop with real early exit."""
+
+    def __init__(self, embed: nn.Module, layers: list[nn.Module], ramps: list[nn.Module],
+                 spans: torch.Tensor, thresholds: torch.Tensor, num_labels: int) -> None:
+        super().__init__()
+        self.embed = embed
+        self.layers = nn.ModuleList(layers)
+        self.ramps = nn.ModuleList(ramps)
+        self.register_buffer("spans", spans.float().clone())  # [layers, heads]; inf = unlimited
+        self.register_buffer("thresholds", thresholds.float().clone())  # [layers], nats
+        self.num_labels = num_labels
+        self.low = float(torch.finfo(torch.float32).min)  # the additive bias hiding a key
+
+    def _bias(self, attention_mask: torch.Tensor, index: int) -> torch.Tensor:
+        s = attention_mask.shape[1]
+        low = self.low
+        pad = torch.zeros(attention_mask.shape, dtype=torch.float32).masked_fill(attention_mask == 0, low)
+        pos = torch.arange(s)
+        dist = (pos[:, None] - pos[None, :]).abs().float()
+        span = torch.zeros(dist.shape, dtype=torch.float32)[None] \
+            .masked_fill(dist[None] > self.spans[index][:, None, None], low)  # [heads, s, s]
+        return (pad[:, None, None, :] + span[None]).clamp(min=low)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = input_ids.shape[0]
+        out_logits = torch.zeros(b, self.num_labels)
+        out_layer = torch.zeros(b, dtype=torch.int64)
+        alive = torch.arange(b)
+        h = self.embed(input_ids, token_type_ids)
+        mask = attention_mask
+        last = len(self.layers) - 1
+        for index, (layer, ramp) in enumerate(zip(self.layers, self.ramps)):
+            if alive.numel() > 0:  # TorchScript unrolls this loop: skip, not break
+                h = layer(h, self._bias(mask, index))
+                logits = ramp(h[:, 0]).float()
+                log_p = torch.log_softmax(logits, dim=-1)
+                done = -(log_p.exp() * log_p).sum(-1) < self.thresholds[index]
+                if index == last:
+                    done = torch.ones_like(done)
+                out_logits[alive[done]] = logits[done]
+                out_layer[alive[done]] = index + 1
+                keep = ~done
+                alive, h, mask = alive[keep], h[keep], mask[keep]
+        return out_logits, out_layer
+
+    @torch.jit.export
+    def layer_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     token_type_ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(input_ids, token_type_ids)
+        out: list[torch.Tensor] = []
+        for index, (layer, ramp) in enumerate(zip(self.layers, self.ramps)):
+            h = layer(h, self._bias(attention_mask, index))
+            out.append(ramp(h[:, 0]).float())
+        return torch.stack(out)
+
+
+def _strip_activation_quantizers(model: EarlyExitModel) -> None:
+    """Drop the AdaptivFloat activation hooks (an accelerator model, not CPU arithmetic)."""
+    for handle in getattr(model, "activation_quantizers", []):
+        handle.remove()
+    model.activation_quantizers = []
+
+
+@torch.no_grad()
+def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: bool) -> torch.jit.ScriptModule:
+    """A self-contained TorchScript early-exit module of ``model`` (fp32, or dynamic int8 linears).
+
+    ``model`` is not modified (a copy is traced).
+    """
+    model = copy.deepcopy(model).eval()
+    _strip_activation_quantizers(model)
+    spans = model.spans.clone()
+    model.spans.fill_(math.inf)  # the scripted driver adds the span bias itself, per sequence length
+    s = 8  # any length: the traces keep the sequence length symbolic
+    ids = torch.ones(1, s, dtype=torch.long)
+    h = torch.zeros(1, s, model.config.hidden_size)
+    bias = torch.zeros(1, model.num_heads, s, s)
+    # ignored: tracer warnings about python bools of constants (spans all inf) and torch's
+    # deprecation notice for quantized tensors, which quantize_dynamic still builds on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if int8:  # the embedding tables are most of a small model's bytes: int8 them too
+            qconfigs = {nn.Linear: torch.ao.quantization.default_dynamic_qconfig,
+                        nn.Embedding: torch.ao.quantization.float_qparams_weight_only_qconfig}
+            model = torch.ao.quantization.quantize_dynamic(model, qconfigs, dtype=torch.qint8)
+        embed = torch.jit.trace(_Embed(model), (ids, torch.zeros_like(ids)), check_trace=False)
+        layers = [torch.jit.trace(_Layer(model, i), (h, bias), check_trace=False) for i in range(model.num_layers)]
+        ramps = [torch.jit.trace(r, (h[:, 0],), check_trace=False) for r in model.off_ramps]
+        return torch.jit.script(_EarlyExit(embed, layers, ramps, spans, thresholds, model.num_labels))
+
+
+def _save(module: torch.jit.ScriptModule, path: Path) -> None:
+    with warnings.catch_warnings(), atomic_write(path, "wb") as fh:  # torch 2.13 marks TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated; see the module doc
+        torch.jit.save(module, fh)
+
+
+@dataclass(frozen=True)
+class ArtifactFigures:
+    """One artifact measured on the dev rows at batch size 1 with real early exit."""
+
+    size_mb: float
+    accuracy: float  # points (0-100) of the task's main metric
+    avg_exit_layer: float
+    latency_median_ms: float
+    latency_p95_ms: float
+
+
+def measure_artifact(module: torch.jit.ScriptModule, rows: EncodedSet, *, warmup_rows: int = WARMUP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, exit layers and per-sentence latency (ms) of every row, one row at a time."""
+    def inputs(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids = torch.tensor([rows.input_ids[i]])
+        return ids, torch.ones_like(ids), torch.tensor([rows.token_type_ids[i]])
+
+    # The plain TorchScript interpreter: the default profiling executor re-specializes (and on
+    # CPU compiles fused kernels) for every new sequence length: ~10x slower median per
+    # sentence measured on varied-length dev rows.
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        for i in range(min(warmup_rows, len(rows))):  # first calls load and lay out the weights
+            module(*inputs(i))
+        logits, exits, times_ms = [], [], []
+        for i in range(len(rows)):
+            x = inputs(i)
+            start = time.perf_counter()
+            out, layer = module(*x)
+            times_ms.append((time.perf_counter() - start) * 1e3)
+            logits.append(out)
+            exits.append(int(layer[0]))
+    return predictions(torch.cat(logits)), np.array(exits), np.array(times_ms)
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What :func:`deploy_export` wrote and measured."""
+
+    path: Path  # the deploy/ folder
+    task: str
+    dev_rows: int
+    threads: int
+    trial_accuracy: float  # the exported model as the trial scored it (score_exported_model's rule)
+    fp32: ArtifactFigures
+    int8: ArtifactFigures
+    prediction_agreement: float  # fraction of rows where int8 and fp32 artifacts predict the same
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "task": self.task, "dev_rows": self.dev_rows, "threads": self.threads,
+                "trial_accuracy": self.trial_accuracy, "fp32": asdict(self.fp32), "int8": asdict(self.int8),
+                "prediction_agreement": self.prediction_agreement}
+
+
+def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: int | None) -> EncodedSet:
+    rows = exported_dev_rows(exported, glue_dir=glue_dir)
+    return rows if max_rows is None or max_rows >= len(rows) else rows.subset(np.arange(max_rows))
+
+
+def _figures(path: Path, rows: EncodedSet, task: str) -> tuple[ArtifactFigures, np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path))  # measure what was saved, as a user would load it
+    preds, exits, times_ms = measure_artifact(module, rows)
+    return ArtifactFigures(
+        size_mb=path.stat().st_size / 1e6, accuracy=100 * main_metric(task, preds, rows.labels),
+        avg_exit_layer=float(exits.mean()), latency_median_ms=float(np.median(times_ms)),
+        latency_p95_ms=float(np.percentile(times_ms, 95)),
+    ), preds
+
+
+def _model_folder(export_dir: Path) -> Path:
+    if not export_dir.is_dir():
+        raise DSEError(f"{export_dir}: no such export folder")
+    model_dir = export_dir / MODEL_DIR
+    if not (model_dir / "config.json").is_file():
+        raise DSEError(f"{export_dir}: not a design export folder (no {MODEL_DIR}/config.json; "
+                       "write one with dse export)")
+    return model_dir
+
+
+def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_rows: int | None = None,
+                  glue_dir: str | Path | None = None) -> DeployReport:
+    """Write ``EXPORT_DIR/deploy/`` (fp32 and int8 TorchScript + deploy.json) and measure both.
+
+    Accuracy uses the trial's dev rows (the first ``max_rows`` of them if given) and exit rule;
+    latency is per sentence at batch size 1 on this CPU with ``threads`` torch threads.
+    """
+    export_dir = Path(export_dir)
+    exported = load_exported_model(_model_folder(export_dir))
+    if max_rows is not None and max_rows < 1:
+        raise DSEError("--max-rows must be at least 1")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rows = _dev_rows(exported, glue_dir, max_rows)
+    task = exported.settings.task
+    trial_accuracy = exported.score(rows).accuracy
+    out = export_dir / DEPLOY_DIR
+    out.mkdir(exist_ok=True)
+    figures: dict[str, ArtifactFigures] = {}
+    preds: dict[str, np.ndarray] = {}
+    for name, file, int8 in (("fp32", FP32_FILE, False), ("int8", INT8_FILE, True)):
+        _save(build_torchscript(exported.model, exported.thresholds, int8=int8), out / file)
+        figures[name], preds[name] = _figures(out / file, rows, task)
+    report = DeployReport(out, task, len(rows), torch.get_num_threads(), trial_accuracy, figures["fp32"],
+                          figures["int8"], float((preds["fp32"] == preds["int8"]).mean()))
+    s = exported.settings
+    meta = {"_type": DEPLOY_TYPE, "_version": DEPLOY_VERSION, "_data": {
+        "files": {"fp32": FP32_FILE, "int8": INT8_FILE, "tokenizer": f"../{MODEL_DIR}"},
+        "format": f"TorchScript (torch {torch.__version__}); torch.jit.load(path); measured and best run "
+                  "under torch.jit.optimized_execution(False) (varied sequence lengths)",
+        "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq]",
+        "outputs": "forward: exiting logits [batch, labels], exit layer (1-based) [batch]; "
+                   "layer_logits: [layers, batch, labels]",
+        "int8": "torch.ao.quantization.quantize_dynamic: every nn.Linear (qint8 weights, activations "
+                "quantized per call) and every nn.Embedding (uint8 rows, float scale and offset per row)",
+        "task": task, "label_names": s.label_names, "max_seq_length": s.max_seq_length,
+        "exit_rule": s.exit_rule, "entropy_thresholds_nats": s.entropy_thresholds_nats,
+        "measured": {**report.to_json(), "path": None, "machine": _machine()},
+    }}
+    write_text_atomic(out / DEPLOY_FILE, json.dumps(meta, indent=2) + "\n")
+    return report
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    return {"arch": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "quantized_engine": torch.backends.quantized.engine}

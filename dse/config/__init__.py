@@ -1,0 +1,68 @@
+"""The study definition and its vocabulary: the lowest domain layer, read by every other package.
+
+Owns the registries of the names a definition may use (:mod:`dse.config.knobs`: knobs and
+metrics; :mod:`dse.config.tasks`: GLUE tasks), the validated definition itself
+(:mod:`dse.config.study`: pydantic models, YAML loading, :func:`config_hash`) and its JSON schema
+(:mod:`dse.config.schema`, ``dse config schema``). May import only the bottom modules
+(:mod:`dse.errors`, :mod:`dse.io`, :mod:`dse.version`); no torch, no Optuna.
+"""
+
+from dse.config.knobs import KNOBS, METRICS, TASK_KNOBS, TASK_METRICS, Knob, knob_of, knobs_for_task
+from dse.config.study import (
+    CONFIG_VERSION,
+    CategoricalParam,
+    Constraints,
+    DataConfig,
+    ExecutorConfig,
+    FaultsConfig,
+    FinetuneConfig,
+    FloatParam,
+    IntParam,
+    ModelConfig,
+    Objective,
+    Param,
+    SamplerConfig,
+    StorageConfig,
+    StudyConfig,
+    SweepConfig,
+    TaskEntry,
+    TaskSettings,
+    config_hash,
+    load_study_config,
+    parse_study_config,
+)
+from dse.config.tasks import TASKS, TaskSpec, task_spec
+
+__all__ = [
+    "CONFIG_VERSION",
+    "KNOBS",
+    "METRICS",
+    "TASKS",
+    "TASK_KNOBS",
+    "TASK_METRICS",
+    "CategoricalParam",
+    "Constraints",
+    "DataConfig",
+    "ExecutorConfig",
+    "FaultsConfig",
+    "FinetuneConfig",
+    "FloatParam",
+    "IntParam",
+    "Knob",
+    "ModelConfig",
+    "Objective",
+    "Param",
+    "SamplerConfig",
+    "StorageConfig",
+    "StudyConfig",
+    "SweepConfig",
+    "TaskEntry",
+    "TaskSettings",
+    "TaskSpec",
+    "config_hash",
+    "knob_of",
+    "knobs_for_task",
+    "load_study_config",
+    "parse_study_config",
+    "task_spec",
+]

@@ -1,0 +1,493 @@
+"""Study definitions: validated pydantic models loaded from YAML (``search_spaces/*.yaml``).
+
+Every name a definition uses is checked against the registries of :mod:`dse.config.knobs`
+(knobs, metrics) and :mod:`dse.config.tasks` (GLUE tasks); :func:`config_hash` identifies a
+definition (a study folder refuses another one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+
+from dse.config.knobs import KNOBS, METRICS, TASK_KNOBS, TASK_METRICS
+from dse.config.tasks import task_spec
+from dse.errors import ConfigError
+
+__all__ = [
+    "CONFIG_VERSION",
+    "Param",
+    "CategoricalParam",
+    "Constraints",
+    "DataConfig",
+    "ExecutorConfig",
+    "FaultsConfig",
+    "FinetuneConfig",
+    "FloatParam",
+    "IntParam",
+    "ModelConfig",
+    "Objective",
+    "SamplerConfig",
+    "StorageConfig",
+    "StudyConfig",
+    "SweepConfig",
+    "TaskEntry",
+    "TaskSettings",
+    "config_hash",
+    "load_study_config",
+    "parse_study_config",
+]
+
+CONFIG_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    step: float | None = Field(default=None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "FloatParam":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log scale needs low > 0 and no step")
+        return self
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(default=1, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntParam":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and (self.low <= 0 or self.step != 1):
+            raise ValueError("log scale needs low > 0 and step 1")
+        return self
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: tuple[float | int | str | bool, ...] = Field(min_length=1)
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class ModelConfig(_Strict):
+    name: str = Field(default="all-MiniLM-L6-v2", min_length=1,
+                      description="packaged default, a Hugging Face hub name or a local folder")
+    max_seq_length: int = Field(default=128, ge=8, le=512)
+
+
+class DataConfig(_Strict):
+    glue_dir: str | None = Field(default=None, description="GLUE folder; else DSE_GLUE_DIR; else the hub")
+    dev_subset: int | None = Field(default=None, ge=16, description="seeded dev subset (rows)")
+    seed: int = 0
+
+
+class FinetuneConfig(_Strict):
+    """Two-stage off-ramp fine-tuning (stage 1: backbone + final classifier; stage 2: off-ramps)."""
+
+    train_subset: int | None = Field(default=8000, ge=32, description="seeded train rows; null = all")
+    min_words: int = Field(default=0, ge=0, description="drop train rows with fewer words")
+    epochs: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    max_train_seq_length: int = Field(default=64, ge=8, le=512)
+    offramp_train_subset: int | None = Field(
+        default=4000, ge=32, description="rows whose [CLS] features train the off-ramps; null = all"
+    )
+    offramp_epochs: int = Field(default=20, ge=1)
+    offramp_learning_rate: float = Field(default=1e-3, gt=0)
+    seed: int = 0
+    freeze_embeddings: bool = Field(default=False, description="keep the embedding module (tables, LayerNorm) "
+                                    "fixed; multi-task studies always do, so their tasks share one table")
+
+
+class Objective(_Strict):
+    name: str  # a METRICS name, or <task>.<TASK_METRICS name> in a multi-task study
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Objective":
+        metric = self.name.split(".", 1)[1] if "." in self.name else self.name
+        if metric not in METRICS or ("." in self.name and metric not in TASK_METRICS):
+            raise ValueError(f"unknown objective {self.name!r}; known: {', '.join(METRICS)}, "
+                             f"or <task>.<metric> with a metric of {', '.join(TASK_METRICS)}")
+        if self.direction is None:
+            object.__setattr__(self, "direction", METRICS[metric])
+        return self
+
+
+class Constraints(_Strict):
+    """Feasibility limits; a trial is feasible when it meets every limit that is set."""
+
+    max_accuracy_drop_points: float | None = Field(default=None, ge=0)
+    latency_target_ms: float | None = Field(default=None, gt=0, description="mean latency bound")
+    max_area_mm2: float | None = Field(default=None, gt=0)
+    max_memory_mb: float | None = Field(default=None, gt=0)
+    min_accuracy_under_faults_points: float | None = Field(default=None, ge=0, le=100)
+
+
+class SweepConfig(_Strict):
+    """Cheap-knob sweep after each new compression setting (see dse.study.sweep): derived trials."""
+
+    enabled: bool = True
+    values_per_knob: int = Field(default=8, ge=2, le=64, description="grid points per numeric knob")
+    max_designs: int = Field(default=2000, ge=1, description="combinations scored per sweep")
+    max_derived_trials: int = Field(default=10, ge=1, description="designs recorded per sweep")
+
+
+class FaultsConfig(_Strict):
+    """eNVM fault injection into the stored embedding tables (dse.compression.envm_faults)."""
+
+    enabled: bool = False
+    repeats: int = Field(default=3, ge=1, le=100, description="faulty dev passes per setting (seeds)")
+    seed: int = Field(default=0, ge=0)
+    error_rate_scale: float = Field(default=1.0, ge=0, description="multiplies every cell's error probability")
+    cell_error_prob: dict[str, float] = Field(default_factory=dict,
+                                              description="envm_cell -> adjacent-level error probability override")
+
+    @model_validator(mode="after")
+    def _check(self) -> "FaultsConfig":
+        cells = KNOBS["envm_cell"].choices or ()
+        for cell, prob in self.cell_error_prob.items():
+            if cell not in cells:
+                raise ValueError(f"cell_error_prob: unknown eNVM cell {cell!r}; known: {', '.join(cells)}")
+            if not 0.0 <= prob <= 1.0:
+                raise ValueError(f"cell_error_prob: {cell} must be a probability in [0, 1], got {prob}")
+        return self
+
+
+class TaskEntry(_Strict):
+    """One task of a multi-task study: its share of the sentences the chip serves, its own data."""
+
+    name: str
+    mix: float = Field(default=1.0, gt=0, description="relative share of served sentences (normalised)")
+    dev_subset: int | None = Field(default=None, ge=16, description="seeded dev subset; null = data.dev_subset")
+    train_from_dev: float | None = Field(
+        default=None, gt=0, lt=1, description="no train split offline (QNLI, MNLI): fine-tune on this "
+        "seeded fraction of the dev rows and score on the rest (an approximation, marked in outputs)")
+    finetune: FinetuneConfig | None = Field(default=None, description="null: the study's finetune")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TaskEntry":
+        try:
+            object.__setattr__(self, "name", task_spec(self.name).name)  # canonical: "SST-2" -> "sst2"
+        except Exception as exc:  # DataError -> validation error with the same text
+            raise ValueError(str(exc)) from None
+        return self
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """One task of a study, resolved: what preparing and scoring it needs."""
+
+    name: str  # canonical GLUE task name
+    mix: float  # share of the served sentences, summing to 1 over the study's tasks
+    finetune: FinetuneConfig
+    dev_subset: int | None
+    train_from_dev: float | None
+
+    @property
+    def approximation(self) -> str | None:
+        """What an approximated task's scores mean, for outputs; None when it has a real train split."""
+        if self.train_from_dev is None:
+            return None
+        return (f"{self.name}: no train split offline; fine-tuned on {self.train_from_dev:.0%} of the dev rows "
+                f"(seeded), scored on the other {1 - self.train_from_dev:.0%}: not the official dev figure")
+
+
+class SamplerConfig(_Strict):
+    name: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    seed: int = 0
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["inline", "ray"] = "inline"
+    max_in_flight: int = Field(default=1, ge=1)
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a crashed or transiently failed evaluation")
+    ray_address: str | None = None
+
+
+class StorageConfig(_Strict):
+    """Where the trials live: a journal file in the study folder (default), SQLite or PostgreSQL."""
+
+    kind: Literal["journal", "sqlite", "postgresql"] = "journal"
+    url: str | None = Field(default=None, description="SQLAlchemy URL; sqlite default: <folder>/study.db")
+
+    @model_validator(mode="after")
+    def _check(self) -> "StorageConfig":
+        schemes = {"journal": None, "sqlite": ("sqlite:",), "postgresql": ("postgresql:", "postgresql+")}
+        prefixes = schemes[self.kind]
+        if prefixes is None and self.url is not None:
+            raise ValueError("a journal storage takes no url (it is <folder>/study.journal)")
+        if self.kind == "postgresql" and self.url is None:
+            raise ValueError("postgresql storage needs a url (postgresql+psycopg2://user@host:port/db)")
+        if prefixes is not None and self.url is not None and not self.url.startswith(prefixes):
+            raise ValueError(f"{self.kind} storage url must start with {' or '.join(prefixes)}")
+        return self
+
+
+class StudyConfig(_Strict):
+    version: int = CONFIG_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    task: str = "sst2"
+    tasks: tuple[TaskEntry, ...] | None = Field(default=None, min_length=2,
+                                                description="a multi-task study: one chip serves these")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    objectives: tuple[Objective, ...] = Field(
+        default=(Objective(name="accuracy"), Objective(name="energy_uj"),
+                 Objective(name="latency_ms")),
+        min_length=1,
+    )
+    constraints: Constraints = Constraints()
+    sampler: SamplerConfig = SamplerConfig()
+    sweep: SweepConfig = SweepConfig()
+    faults: FaultsConfig = FaultsConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    storage: StorageConfig = StorageConfig()
+    n_trials: int = Field(default=40, ge=1)
+    search_space: dict[str, Param] = Field(min_length=1)
+    fixed: dict[str, float | int | str] = Field(default_factory=dict)
+    # Hypervolume reference point, objective -> value in the objective's own units; fixed here so
+    # hypervolumes compare across runs and resumes (None: derived from the data, and said so).
+    hypervolume_reference: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyConfig":
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"version {self.version} is not supported (this tool reads {CONFIG_VERSION})")
+        try:
+            task_spec(self.task)
+        except Exception as exc:  # DataError -> validation error with the same text
+            raise ValueError(str(exc)) from None
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError("objectives are listed twice")
+        task_names = self._check_tasks()
+        for name in names:
+            if "." in name and name.split(".", 1)[0] not in task_names:
+                raise ValueError(f"objective {name!r}: {name.split('.', 1)[0]!r} is not a task of this study"
+                                 + ("" if task_names else " (per-task objectives need a multi-task study)"))
+        for name, param in self.search_space.items():
+            _check_knob(self._knob_name(name, task_names, "search_space"), param)
+        for name, value in self.fixed.items():
+            knob = self._knob_name(name, task_names, "fixed")
+            if knob not in KNOBS:
+                raise ValueError(f"fixed: unknown knob {name!r}; known: {', '.join(KNOBS)}")
+            if name in self.search_space:
+                raise ValueError(f"knob {name!r} is both searched and fixed")
+            _check_value(knob, value)
+        chosen = set(self.search_space) | set(self.fixed)
+        for name in chosen:
+            if "." in name and name.split(".", 1)[1] in chosen:
+                raise ValueError(f"knob {name.split('.', 1)[1]!r} is set for every task and also as {name!r}")
+        bits, exp_bits = self._extent("weight_bits", min), self._extent("weight_exp_bits", max)
+        if exp_bits >= bits:
+            raise ValueError(f"weight_exp_bits can reach {exp_bits} but weight_bits can be as low as "
+                             f"{bits}: AdaptivFloat needs exp bits < total bits (one sign bit)")
+        if self.hypervolume_reference is not None:
+            _check_reference(self.hypervolume_reference, names)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self.tasks is not None:  # a multi-task study has no single task (and must reload without one)
+            data.pop("task", None)
+        return data
+
+    def _check_tasks(self) -> list[str]:
+        """A multi-task study's task names (canonical); [] for a single-task study."""
+        if self.tasks is None:
+            return []
+        if "task" in self.model_fields_set:
+            raise ValueError("give either task (one task) or tasks (a multi-task study), not both")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tasks: {', '.join(sorted({n for n in names if names.count(n) > 1}))} listed twice")
+        return names
+
+    @staticmethod
+    def _knob_name(name: str, task_names: list[str], where: str) -> str:
+        """The knob behind a search_space/fixed key: ``knob`` or, in a multi-task study, ``<task>.<knob>``."""
+        if "." not in name:
+            return name
+        if not task_names:
+            raise ValueError(f"{where}: {name!r}: only a multi-task study (tasks:) scopes knobs to a task")
+        task, knob = name.split(".", 1)
+        if task not in task_names:
+            raise ValueError(f"{where}: {name!r}: {task!r} is not a task of this study ({', '.join(task_names)})")
+        if knob not in TASK_KNOBS:
+            raise ValueError(f"{where}: {name!r}: {knob!r} cannot differ between tasks (one chip, one shared "
+                             f"embedding table); per-task knobs: {', '.join(TASK_KNOBS)}")
+        return knob
+
+    @property
+    def is_multitask(self) -> bool:
+        return self.tasks is not None
+
+    def task_settings(self) -> list[TaskSettings]:
+        """Every task of the study, resolved (a single-task study has one, with mix 1)."""
+        if self.tasks is None:
+            return [TaskSettings(task_spec(self.task).name, 1.0, self.finetune, self.data.dev_subset, None)]
+        total = sum(t.mix for t in self.tasks)
+        return [TaskSettings(t.name, t.mix / total,
+                             (t.finetune or self.finetune).model_copy(update={"freeze_embeddings": True}),
+                             t.dev_subset if t.dev_subset is not None else self.data.dev_subset, t.train_from_dev)
+                for t in self.tasks]
+
+    def _extent(self, name: str, pick: Any) -> Any:
+        """The lowest or highest value a numeric knob can take in this study."""
+        param = self.search_space.get(name)
+        if param is None:
+            return self.fixed.get(name, KNOBS[name].default)
+        if isinstance(param, CategoricalParam):
+            return pick(param.choices)
+        return pick(param.low, param.high)
+
+    def knob_values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every knob's value for a trial: sampled, else fixed, else the default."""
+        values = {name: knob.default for name, knob in KNOBS.items()}
+        values.update(self.fixed)
+        values.update(params)
+        for knob in TASK_KNOBS if self.tasks else ():  # set for every task: no shared value left
+            if all(f"{t.name}.{knob}" in values for t in self.tasks):
+                del values[knob]
+        return values
+
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def directions(self) -> list[str]:
+        return [str(o.direction) for o in self.objectives]
+
+
+def _check_reference(reference: dict[str, float], objectives: list[str]) -> None:
+    if set(reference) != set(objectives):
+        missing = [n for n in objectives if n not in reference]
+        extra = [n for n in reference if n not in objectives]
+        what = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                           f"not objectives: {', '.join(extra)}" if extra else "") if part)
+        raise ValueError(f"hypervolume_reference must give exactly the objectives "
+                         f"({', '.join(objectives)}): {what}")
+    for name, value in reference.items():
+        if not math.isfinite(value):
+            raise ValueError(f"hypervolume_reference: {name} must be a finite number, got {value!r}")
+
+
+def _check_value(name: str, value: Any) -> None:
+    knob = KNOBS[name]
+    if knob.kind == "categorical":
+        if value not in knob.choices:
+            raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(str, knob.choices))}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if knob.kind == "int" and not float(value).is_integer():
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if not knob.low <= value <= knob.high:
+        raise ValueError(f"{name}: {value} is outside the legal range [{knob.low}, {knob.high}]")
+
+
+def _check_knob(name: str, param: FloatParam | IntParam | CategoricalParam) -> None:
+    if name not in KNOBS:
+        raise ValueError(f"search_space: unknown knob {name!r}; known: {', '.join(KNOBS)}")
+    knob = KNOBS[name]
+    if isinstance(param, CategoricalParam):
+        for choice in param.choices:
+            _check_value(name, choice)
+        return
+    if knob.kind == "categorical":
+        raise ValueError(f"search_space: {name} is categorical; use type: categorical")
+    if knob.kind == "int" and isinstance(param, FloatParam):
+        raise ValueError(f"search_space: {name} takes integers; use type: int")
+    _check_value(name, param.low)
+    _check_value(name, param.high)
+
+
+def config_hash(config: StudyConfig) -> str:
+    """SHA-256 of the canonical JSON of the resolved definition."""
+    data = config.model_dump(mode="json")
+    if data.get("hypervolume_reference") is None:  # unset: keep the hashes of older studies
+        data.pop("hypervolume_reference", None)
+    data.pop("storage", None)  # where trials live is not what the study is
+    if data.get("sweep") == SweepConfig().model_dump(mode="json"):  # keep older studies' hashes
+        data.pop("sweep")
+    if data.get("faults") == FaultsConfig().model_dump(mode="json"):  # keep older studies' hashes
+        data.pop("faults")
+    if data["constraints"].get("min_accuracy_under_faults_points") is None:  # likewise
+        data["constraints"].pop("min_accuracy_under_faults_points", None)
+    if data.get("tasks") is None:  # likewise
+        data.pop("tasks", None)
+    if not data["finetune"].get("freeze_embeddings"):  # likewise
+        data["finetune"].pop("freeze_embeddings", None)
+    for key, default in (("gpus_per_trial", 0.0), ("max_retries", 2)):  # keep older studies' hashes
+        if data["executor"].get(key) == default:
+            data["executor"].pop(key)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    # repr for keys that are not plain text (a newline in a key must not break the one-line error)
+    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"]
+                     if not str(p).startswith("function-after"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
+
+
+def parse_study_config(data: Any, *, source: str) -> StudyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a study definition must be a YAML mapping")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study definition; every problem is one ``ConfigError`` line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    return parse_study_config(data, source=str(path))

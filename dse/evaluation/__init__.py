@@ -1,0 +1,55 @@
+"""Trial evaluation: score one design (accuracy under early exit, hardware, faults) on a study's tasks.
+
+Owns building the evaluation context (:mod:`~dse.evaluation.context`), the per-layer logits
+cache (:mod:`~dse.evaluation.cache`), the exit rule (:mod:`~dse.evaluation.exits`), eNVM fault
+scoring (:mod:`~dse.evaluation.faults`), scoring one design on one task
+(:mod:`~dse.evaluation.score`), the multi-task combination (:mod:`~dse.evaluation.multitask`),
+the inactive-knob guards (:mod:`~dse.evaluation.guards`) and the study's entry points that
+accept either kind of context (:mod:`~dse.evaluation.trial`). Within the package the arrows run
+context < cache < exits < faults < score < multitask < trial (no cycle). May import
+:mod:`dse.training`, :mod:`dse.compression`, :mod:`dse.modeling`, :mod:`dse.data`,
+:mod:`dse.config`, the bottom modules and ``hwmodels``; nothing of Optuna or a study.
+"""
+
+from dse.evaluation.cache import EVAL_VERSION, layer_logits
+from dse.evaluation.context import (
+    EvalContext,
+    TrainingSource,
+    build_task_context,
+    check_task_data,
+    load_dev_set,
+    prepare_for_study,
+    study_trial_model,
+    trial_model,
+)
+from dse.evaluation.exits import InvalidDesign, early_exit_points
+from dse.evaluation.faults import FAULTS_VERSION, FaultOutcome
+from dse.evaluation.multitask import MultiTaskContext
+from dse.evaluation.score import DesignScore, SentenceResults, TrialOutcome, score_design
+from dse.evaluation.trial import AnyContext, build_context, evaluate_trial, sentence_results
+
+__all__ = [
+    "EVAL_VERSION",
+    "FAULTS_VERSION",
+    "AnyContext",
+    "DesignScore",
+    "EvalContext",
+    "FaultOutcome",
+    "InvalidDesign",
+    "MultiTaskContext",
+    "SentenceResults",
+    "TrainingSource",
+    "TrialOutcome",
+    "build_context",
+    "build_task_context",
+    "check_task_data",
+    "early_exit_points",
+    "evaluate_trial",
+    "layer_logits",
+    "load_dev_set",
+    "prepare_for_study",
+    "score_design",
+    "sentence_results",
+    "study_trial_model",
+    "trial_model",
+]

@@ -1,0 +1,224 @@
+"""The evaluation context: everything scoring a design on one task needs, built once per study.
+
+Owns :class:`EvalContext` (the prepared model, the tokenized dev rows, the baseline, the
+train-set entropies DVFS fits on, the model caches), how it is built from a study definition
+(:func:`build_task_context`, :func:`prepare_for_study`, :func:`load_dev_set`,
+:func:`check_task_data`) and the model a trial's compression starts from (:func:`trial_model`:
+the prepared one, or the one fine-tuned under the trial's training-time knobs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from dse.compression.spec import TrainingSpec
+from dse.config import FaultsConfig, FinetuneConfig, StudyConfig, TaskSettings, task_spec
+from dse.data import load_task_split, resolve_glue_dir
+from dse.data.metrics import main_metric
+from dse.errors import DataError, DSEError
+from dse.io import atomic_write
+from dse.modeling.batching import EncodedSet, encode_dataset
+from dse.modeling.early_exit import EarlyExitModel, entropy
+from dse.modeling.inference import dev_layer_logits, predictions
+from dse.modeling.loading import load_tokenizer, resolve_model_source
+from dse.training.prepare import PreparedModel, load_train_rows, prepare_model
+from dse.training.trainer import CompressionTrainingConfig, TrainedModel, train_compressed, training_key
+from hwmodels import ModelShape
+
+__all__ = ["DVFS_TRAIN_ROWS", "MAX_TRAINED_IN_MEMORY", "EvalContext", "TrainingSource", "build_task_context",
+           "check_task_data", "load_dev_set", "prepare_for_study", "save_arrays", "study_trial_model",
+           "trained_model", "trial_model"]
+
+DVFS_TRAIN_ROWS = 2000  # training sentences whose off-ramp entropies fit the DVFS predictor
+
+
+MAX_TRAINED_IN_MEMORY = 2  # compression-trained models a context holds besides the prepared one
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """What a compression-aware fine-tune needs besides the prepared model: its training rows."""
+
+    finetune: FinetuneConfig
+    model_source: str | None = None  # with glue_dir: tokenize the study's train split on demand
+    glue_dir: Path | None = None
+    rows: EncodedSet | None = None  # or rows already tokenized (then pad_id is theirs)
+    pad_id: int = 0
+    cache_dir: Path | None = None  # trained checkpoints; None = dse.training.prepare.cache_root()
+    train_from_dev: float | None = None  # the task's train rows are part of its dev set
+    split_seed: int = 0
+
+    @classmethod
+    def for_task(cls, config: StudyConfig, task: TaskSettings) -> "TrainingSource":
+        """A study task's training rows: tokenized from its train split (or dev part) on demand."""
+        return cls(task.finetune, resolve_model_source(config.model.name), resolve_glue_dir(config.data.glue_dir),
+                   train_from_dev=task.train_from_dev, split_seed=config.data.seed)
+
+    def load_rows(self, task: str) -> tuple[EncodedSet, int]:
+        if self.rows is not None:
+            return self.rows, self.pad_id
+        if self.model_source is None:
+            raise DSEError("training-time compression needs training rows or a model source")
+        return load_train_rows(model_source=self.model_source, task=task, glue_dir=self.glue_dir,
+                               finetune=self.finetune, train_from_dev=self.train_from_dev,
+                               split_seed=self.split_seed)
+
+
+@dataclass
+class EvalContext:
+    """Everything a trial evaluation needs; built once per study (and once per Ray worker)."""
+
+    task: str
+    model: EarlyExitModel
+    prepared_key: str
+    dev: EncodedSet
+    pad_id: int
+    shape: ModelShape
+    baseline_points: float  # main metric of the uncompressed model on this dev set, no exit
+    cache_dir: Path | None
+    train_entropy: np.ndarray | None = None  # [rows, layers] off-ramp entropies on train rows
+    training_source: TrainingSource | None = None  # where compression-aware fine-tunes get their rows
+    faults: FaultsConfig = field(default_factory=FaultsConfig)  # eNVM fault injection (off by default)
+    _memory: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # cached arrays by name
+    _trained: dict[str, TrainedModel] = field(default_factory=dict)
+
+    @property
+    def dev_key(self) -> str:
+        h = hashlib.sha256()
+        for ids in self.dev.input_ids:
+            h.update(np.asarray(ids, dtype=np.int32).tobytes() + b"|")
+        h.update(np.asarray(self.dev.labels).tobytes())
+        return h.hexdigest()[:16]
+
+
+def check_task_data(config: StudyConfig) -> None:
+    """Load every task's fine-tuning and dev rows once, so that a task whose data is missing
+    stops a study before any other task is fine-tuned (one ``DataError`` line)."""
+    glue_dir = resolve_glue_dir(config.data.glue_dir)
+    for task in config.task_settings():
+        for split in ("train", "dev"):
+            try:
+                load_task_split(task.name, split, glue_dir=glue_dir, train_from_dev=task.train_from_dev,
+                                seed=config.data.seed)
+            except DataError as exc:
+                hint = ("; in a multi-task study, train_from_dev on the task fine-tunes it on part of its dev rows"
+                        if split == "train" and "available splits: dev" in str(exc) else "")
+                raise DataError(f"{exc}{hint}") from None
+
+
+def prepare_for_study(config: StudyConfig, task: TaskSettings | None = None) -> PreparedModel:
+    """A task's fine-tuned (uncompressed) early-exit model: from the cache, else trained
+    (``task``: one of ``config.task_settings()``; None: the single task)."""
+    task = task or config.task_settings()[0]
+    return prepare_model(
+        model_source=resolve_model_source(config.model.name), task=task.name,
+        glue_dir=resolve_glue_dir(config.data.glue_dir),
+        max_seq_length=config.model.max_seq_length, finetune=task.finetune,
+        train_from_dev=task.train_from_dev, split_seed=config.data.seed,
+    )
+
+
+def load_dev_set(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: Path | None,
+                 max_seq_length: int, dev_subset: int | None, seed: int,
+                 train_from_dev: float | None = None) -> EncodedSet:
+    """The dev rows a study scores on, tokenized: all of them, or a seeded subset (with
+    ``train_from_dev``: of the dev rows not fine-tuned on)."""
+    rows = load_task_split(task, "dev", glue_dir=glue_dir, train_from_dev=train_from_dev, seed=seed)
+    dev = encode_dataset(rows, tokenizer, max_length=max_seq_length)
+    if dev_subset is not None and dev_subset < len(dev):
+        rng = np.random.default_rng(seed)
+        dev = dev.subset(np.sort(rng.choice(len(dev), dev_subset, replace=False)))
+    return dev
+
+
+def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Path | None,
+                       baseline_points: float | None = None) -> EvalContext:
+    """Prepare (or load) one task's fine-tuned model and tokenize its dev rows."""
+    spec = task_spec(task.name)
+    glue_dir = resolve_glue_dir(config.data.glue_dir)
+    prepared = prepare_for_study(config, task)
+    tokenizer = load_tokenizer(resolve_model_source(config.model.name))
+    dev = load_dev_set(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
+                       dev_subset=task.dev_subset, seed=config.data.seed, train_from_dev=task.train_from_dev)
+    ctx = EvalContext(
+        task=spec.name, model=prepared.model, prepared_key=prepared.info.key, dev=dev,
+        pad_id=tokenizer.pad_token_id or 0,
+        shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
+        baseline_points=0.0, cache_dir=cache_dir,
+        training_source=TrainingSource.for_task(config, task),
+        faults=config.faults,
+    )
+    if baseline_points is not None:
+        ctx.baseline_points = float(baseline_points)
+    else:
+        uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
+        ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
+    try:
+        train_ds = load_task_split(spec.name, "train", glue_dir=glue_dir, train_from_dev=task.train_from_dev,
+                                   seed=config.data.seed)
+    except DataError:  # e.g. QNLI/MNLI offline: DVFS trials then fail with a clear reason
+        train_ds = None
+    if train_ds is not None:
+        ctx.train_entropy = _train_entropy(ctx, train_ds, tokenizer, config.model.max_seq_length)
+    return ctx
+
+
+def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np.ndarray:  # noqa: ANN001
+    """Off-ramp entropies of a seeded train subset (what EdgeBERT fits its exit LUT on); cached."""
+    path = ctx.cache_dir / f"train-entropy-{ctx.prepared_key}.npz" if ctx.cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            return data["entropy"]
+    train = encode_dataset(train_ds, tokenizer, max_length=max_length)
+    if len(train) > DVFS_TRAIN_ROWS:
+        train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), DVFS_TRAIN_ROWS, replace=False)))
+    ent = entropy(dev_layer_logits(ctx.model, train, pad_id=ctx.pad_id)).T.numpy()
+    if path is not None:
+        save_arrays(path, {"entropy": ent})
+    return ent
+
+
+def trial_model(ctx: EvalContext, training: TrainingSpec) -> EarlyExitModel:
+    """The model a trial's post-training compression starts from: the prepared one, or the one
+    fine-tuned under the trial's training-time knobs (trained once, cached on disk and here)."""
+    if training.is_noop:
+        return ctx.model
+    return trained_model(ctx, training).model
+
+
+def study_trial_model(config: StudyConfig, prepared: PreparedModel, training: TrainingSpec,
+                      task: TaskSettings | None = None) -> EarlyExitModel:
+    """:func:`trial_model` outside a study's evaluation context (exports, re-evaluation)."""
+    if training.is_noop:
+        return prepared.model
+    task = task or config.task_settings()[0]
+    source = TrainingSource.for_task(config, task)
+    return train_compressed(prepared.model, parent_key=prepared.info.key, task=task.name, spec=training,
+                            finetune=task.finetune, train_rows=lambda: source.load_rows(task.name)).model
+
+
+def trained_model(ctx: EvalContext, training: TrainingSpec) -> TrainedModel:
+    key = training_key(ctx.prepared_key, training, CompressionTrainingConfig())
+    if key not in ctx._trained:
+        source = ctx.training_source
+        if source is None:
+            raise DSEError("training-time compression knobs need the study's training data")
+        while len(ctx._trained) >= MAX_TRAINED_IN_MEMORY:  # the disk cache keeps the others
+            ctx._trained.pop(next(iter(ctx._trained)))
+        ctx._trained[key] = train_compressed(
+            ctx.model, parent_key=ctx.prepared_key, task=ctx.task, spec=training,
+            finetune=source.finetune, train_rows=lambda: source.load_rows(ctx.task),
+            cache_dir=source.cache_dir,
+        )
+    return ctx._trained[key]
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` as an ``.npz`` file, written atomically (the evaluation caches)."""
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, **arrays)

@@ -1,0 +1,146 @@
+"""Quantized deployment: fp32/int8 TorchScript early-exit models that run with plain torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dse.artifacts.deploy import DEPLOY_DIR, DEPLOY_FILE, FP32_FILE, INT8_FILE, build_torchscript, deploy_export
+from dse.artifacts.export import MODEL_DIR
+from dse.compression.apply import compress
+from dse.errors import DSEError
+from dse.modeling.early_exit import EarlyExitModel
+from tests.conftest import tiny_backbone
+from tests.dse.artifacts.test_hf_export import SPEC, encoded, export, mid_threshold, texts, tiny_tokenizer
+
+
+@pytest.fixture
+def compressed_bert() -> EarlyExitModel:
+    model, _ = compress(EarlyExitModel(tiny_backbone("bert"), num_labels=2).eval(), SPEC)
+    return model.eval()
+
+
+def _inputs(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = torch.tensor([ids])
+    return x, torch.ones_like(x), torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("kind", ["bert", "albert"])
+def test_fp32_artifact_matches_the_model_and_int8_stays_close(kind: str) -> None:
+    """ALBERT too: one shared layer run per position, the E -> H projection in the embedding step."""
+    model, _ = compress(EarlyExitModel(tiny_backbone(kind), num_labels=2).eval(), SPEC)
+    rows = encoded(tiny_tokenizer(), texts(30))
+    thresholds = torch.full((model.num_layers,), mid_threshold(model, rows))
+    fp32 = build_torchscript(model, thresholds, int8=False)
+    int8 = build_torchscript(model, thresholds, int8=True)
+    same_pred = 0
+    for ids in rows.input_ids:  # varied lengths: the traces are not tied to one sequence length
+        x = _inputs(ids)
+        with torch.no_grad():
+            expected = model(*x)
+            logits, layer = model.early_exit_forward(*x, threshold=thresholds)
+        assert torch.allclose(fp32.layer_logits(*x), expected, atol=1e-5)
+        got, got_layer = fp32(*x)
+        assert torch.allclose(got, logits, atol=1e-5) and torch.equal(got_layer, layer)
+        q_logits = int8.layer_logits(*x)
+        assert (q_logits - expected).abs().max() < 0.05  # int8 weights: small, not zero, error
+        q, q_layer = int8(*x)
+        same_pred += int(q.argmax(-1) == logits.argmax(-1))
+        assert 1 <= int(q_layer) <= model.num_layers
+    # exit layers are not compared: the median threshold puts half the random model's rows
+    # right at the boundary, where int8's small error decides
+    assert same_pred >= 0.8 * len(rows)
+    tables = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight")
+    assert all(any(k.endswith(t) for k in fp32.state_dict()) for t in tables)
+    assert not any(k.endswith(tables) for k in int8.state_dict())  # int8 keeps packed uint8 rows instead
+
+
+def test_artifacts_batch_rows_with_padding(compressed_bert: EarlyExitModel) -> None:
+    rows = encoded(tiny_tokenizer(), texts(6))
+    thresholds = torch.full((3,), mid_threshold(compressed_bert, rows))
+    module = build_torchscript(compressed_bert, thresholds, int8=False)
+    width = max(len(r) for r in rows.input_ids)
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows.input_ids])
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows.input_ids])[:, None]).long()
+    logits, layers = module(ids, mask, torch.zeros_like(ids))
+    want, want_layers = compressed_bert.early_exit_forward(ids, mask, torch.zeros_like(ids), threshold=thresholds)
+    assert torch.allclose(logits, want, atol=1e-5) and torch.equal(layers, want_layers)
+
+
+def _glue(tmp_path: Path) -> Path:
+    """A tiny SST-2 dev file (official layout), so the deploy check reads "the trial's dev rows"."""
+    rng = np.random.default_rng(5)
+    lines = ["sentence\tlabel", *(f"{t}\t{int(rng.integers(0, 2))}" for t in texts(20, seed=7))]
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "glue" / "SST-2" / "dev.tsv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "glue"
+
+
+def test_deploy_writes_artifacts_that_load_without_dse(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
+    rows = encoded(tiny_tokenizer(), texts(30))
+    export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
+    report = deploy_export(tmp_path / "knee", threads=1, glue_dir=_glue(tmp_path))
+    out = tmp_path / "knee" / DEPLOY_DIR
+    assert report.path == out and report.dev_rows == 10  # the export's dev_subset
+    assert report.fp32.size_mb > 0 and 0 < report.int8.size_mb < report.fp32.size_mb
+    assert report.fp32.accuracy == pytest.approx(report.trial_accuracy)  # no activation quantization in SPEC
+    assert report.prediction_agreement >= 0.7
+    for f in (report.fp32, report.int8):
+        assert 0 < f.latency_median_ms <= f.latency_p95_ms and 1 <= f.avg_exit_layer <= 3
+    meta = json.loads((out / DEPLOY_FILE).read_text())
+    assert meta["_type"] == "edgebert-dse.deploy" and meta["_data"]["measured"]["int8"] == json.loads(
+        json.dumps(report.to_json()))["int8"]
+
+    # a fresh interpreter with torch alone: no dse module may be imported to run the artifacts
+    script = (
+        "import sys, torch\n"
+        "ids = torch.tensor([[2, 10, 11, 12, 3]])\n"
+        f"for name in ({FP32_FILE!r}, {INT8_FILE!r}):\n"
+        f"    m = torch.jit.load({str(out)!r} + '/' + name)\n"
+        "    logits, layer = m(ids, torch.ones_like(ids), torch.zeros_like(ids))\n"
+        "    print(name, tuple(logits.shape), int(layer[0]), tuple(m.layer_logits(ids, torch.ones_like(ids), "
+        "torch.zeros_like(ids)).shape))\n"
+        "assert not [k for k in sys.modules if k == 'dse' or k.startswith('dse.')]\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"{FP32_FILE} (1, 2)" in run.stdout and "(3, 1, 2)" in run.stdout
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("missing", "no such export folder"),
+    ("empty", "not a design export folder (no model/config.json"),
+])
+def test_bad_folders_are_one_line_errors(case: str, message: str, tmp_path: Path) -> None:
+    folder = tmp_path / "x"
+    if case == "empty":
+        folder.mkdir()
+    with pytest.raises(DSEError, match=message.replace("(", r"\(")) as info:
+        deploy_export(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_activation_quantization_is_left_out_and_the_model_kept(compressed_bert: EarlyExitModel) -> None:
+    import dataclasses
+
+    from dse.compression.apply import attach_activation_quantization
+
+    rows = encoded(tiny_tokenizer(), texts(5))
+    x = _inputs(rows.input_ids[0])
+    with torch.no_grad():
+        plain = compressed_bert(*x)
+    handles = attach_activation_quantization(compressed_bert, dataclasses.replace(SPEC, activation_bits=4))
+    assert handles
+    with torch.no_grad():
+        quantized = compressed_bert(*x)
+    assert not torch.allclose(quantized, plain)  # 4-bit activations change the logits
+    module = build_torchscript(compressed_bert, torch.full((3,), 0.1), int8=False)
+    assert torch.allclose(module.layer_logits(*x), plain, atol=1e-5)  # the artifact: no hooks
+    with torch.no_grad():
+        assert torch.equal(compressed_bert(*x), quantized)  # the source model keeps its hooks

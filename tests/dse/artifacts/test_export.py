@@ -1,0 +1,129 @@
+"""The versioned design JSON and the export folder's guards (the full export: tests/test_cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from dse.artifacts.export import (
+    ACCELERATOR_FILE,
+    DESIGN_FILE,
+    EXPORT_TYPE,
+    EXPORT_VERSION,
+    MODEL_DIR,
+    design_record,
+    export_design,
+    load_design,
+    write_design,
+)
+from dse.config import StudyConfig, parse_study_config
+from dse.errors import DSEError
+
+METRICS = {"accuracy": 81.5, "accuracy_drop": 0.5, "energy_uj": 400.0, "latency_ms": 2.0,
+           "p95_latency_ms": 3.0, "area_mm2": 2.0, "memory_mb": 16.0, "avg_exit_layer": 4.5,
+           "target_met_fraction": 1.0}
+
+
+def _config() -> StudyConfig:
+    return parse_study_config({"name": "tiny", "task": "sst2", "n_trials": 2,
+                               "search_space": {"exit_threshold": {"type": "float", "low": 0, "high": 1}},
+                               "fixed": {"vmac_lanes": 8}}, source="test")
+
+
+def _study(config: StudyConfig) -> optuna.Study:
+    """An in-memory study with one COMPLETE trial (0) and one FAILED trial (1)."""
+    study = optuna.create_study(directions=config.directions())
+    study.set_user_attr("prepared_key", "abc123")
+    dist = {"exit_threshold": FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(
+        params={"exit_threshold": 0.3}, distributions=dist,
+        values=[METRICS[n] for n in config.objective_names()],
+        user_attrs={"knobs": config.knob_values({"exit_threshold": 0.3}), "metrics": METRICS},
+    ))
+    study.add_trial(optuna.trial.create_trial(params={"exit_threshold": 0.1}, distributions=dist,
+                                              state=optuna.trial.TrialState.FAIL))
+    return study
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    config = _config()
+    return design_record(_study(config), config, 0)
+
+
+def test_design_json_round_trips_from_the_folder_or_the_file(record: dict, tmp_path: Path) -> None:
+    assert record["_type"] == EXPORT_TYPE and record["_version"] == EXPORT_VERSION == 2
+    data = record["_data"]
+    assert data["compression"]["exit_threshold"] == 0.3 and "exit_threshold" not in data["hardware"]
+    assert data["hardware"]["vmac_lanes"] == 8 and data["prepared_key"] == "abc123"
+    assert data["files"] == {"model": MODEL_DIR, "accelerator": ACCELERATOR_FILE}
+    assert data["accelerator"]["vmac_lanes"] == 8
+    write_design(record, tmp_path / DESIGN_FILE)
+    for target in (tmp_path, tmp_path / DESIGN_FILE):
+        loaded, config = load_design(target)
+        assert loaded == json.loads(json.dumps(data)) and config == _config()
+
+
+def test_version_1_files_still_load(record: dict, tmp_path: Path) -> None:
+    old = {**record, "_version": 1}
+    loaded, _ = load_design(write_design(old, tmp_path / "knee.json"))
+    assert loaded["metrics"] == METRICS
+
+
+def _write(path: Path, change) -> Path:  # noqa: ANN001
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(change if isinstance(change, str) else json.dumps(change))
+    return path
+
+
+BAD = [
+    ("missing-file", "no such file"),
+    ("not-json", "not a readable JSON design export"),
+    ("wrong-type", f"not an {EXPORT_TYPE} export"),
+    ("future-version", "export version 3 is not supported (this tool reads 1, 2)"),
+    ("no-data", "malformed edgebert-dse.design export"),
+    ("unknown-knob", "unknown knobs ['colour']"),
+    ("empty-folder", "not a design export folder (no design.json)"),
+    ("model-folder", "score an exported model with: dse evaluate --model"),
+]
+
+
+@pytest.mark.parametrize(("case", "message"), BAD, ids=[c for c, _ in BAD])
+def test_bad_designs_are_one_line_errors(case: str, message: str, record: dict, tmp_path: Path) -> None:
+    target = tmp_path / "x" / DESIGN_FILE
+    if case == "not-json":
+        _write(target, "{")
+    elif case == "wrong-type":
+        _write(target, {**record, "_type": "something.else"})
+    elif case == "future-version":
+        _write(target, {**record, "_version": 3})
+    elif case == "no-data":
+        _write(target, {"_type": EXPORT_TYPE, "_version": 2, "_data": {"metrics": {}}})
+    elif case == "unknown-knob":
+        data = {**record["_data"], "hardware": {**record["_data"]["hardware"], "colour": "red"}}
+        _write(target, {**record, "_data": data})
+    elif case == "empty-folder":
+        target = tmp_path
+    elif case == "model-folder":
+        target = _write(tmp_path / MODEL_DIR / "config.json", "{}").parent
+    with pytest.raises(DSEError) as err:
+        load_design(target)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("number", "out", "message"), [
+    (0, "knee.json", "the export is a folder"),
+    (0, "a-file", "exists and is not a folder"),
+    (7, "out", "trial 7 does not exist (the study has 2)"),
+    (1, "out", "trial 1 is FAIL, not COMPLETE"),
+])
+def test_export_refuses_bad_targets_before_any_work(number: int, out: str, message: str, tmp_path: Path) -> None:
+    config = _config()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(DSEError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        export_design(_study(config), config, number, tmp_path / out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written

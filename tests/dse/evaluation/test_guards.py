@@ -1,0 +1,80 @@
+"""Guards refuse to score a trial whose sampled compression knob did nothing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dse.compression.apply import compress, encoder_linears
+from dse.compression.spec import CompressionSpec
+from dse.evaluation.guards import InactiveKnob, check_knobs_active
+from dse.modeling.batching import EncodedSet
+
+
+def _dev(lengths: list[int]) -> EncodedSet:
+    rng = np.random.default_rng(0)
+    ids = [[1, *rng.integers(2, 100, n - 2).tolist(), 2] for n in lengths]
+    return EncodedSet(ids, [[0] * n for n in lengths], np.zeros(len(lengths), dtype=np.int64))
+
+
+DEV = _dev([12, 5, 20, 9])
+
+
+def test_active_compression_passes(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.3, weight_bits=6, weight_exp_bits=3,
+                           attention_span=4)
+    out, _ = compress(tiny_model, spec)
+    check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+
+
+def test_mask_that_never_reached_the_weights_fails(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(encoder_pruning=0.5, weight_bits=8)
+    # what a lost mask looks like: quantized, but not pruned
+    out, _ = compress(tiny_model, CompressionSpec(weight_bits=8))
+    with pytest.raises(InactiveKnob, match=r"encoder_pruning=0.5 but .* is only 0\.0"):
+        check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+
+
+def test_unquantized_tensor_fails(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(weight_bits=6)
+    out, _ = compress(tiny_model, spec)
+    name, lin = next(iter(encoder_linears(out).items()))
+    with torch.no_grad():
+        lin.weight.copy_(encoder_linears(tiny_model)[name].weight)
+    with pytest.raises(InactiveKnob, match=f"weight_bits=6 left {name} unchanged"):
+        check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+
+
+def test_too_many_levels_fails(tiny_model) -> None:  # noqa: ANN001
+    out, _ = compress(tiny_model, CompressionSpec(weight_bits=8))
+    with pytest.raises(InactiveKnob, match="distinct values"):
+        check_knobs_active(tiny_model, out, CompressionSpec(weight_bits=4), dev=DEV, pad_id=0)
+
+
+def test_span_covering_every_sentence_fails(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(attention_span=20)
+    out, _ = compress(tiny_model, spec)
+    with pytest.raises(InactiveKnob, match="longest 20 tokens"):
+        check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+
+
+def test_span_mask_that_is_not_applied_fails(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(attention_span=3)
+    out, _ = compress(tiny_model, spec)
+    out.spans.fill_(math.inf)  # the mask was lost (as EdgeBERT's eval path does at other batch sizes)
+    # the probe restores the model's spans, then compares with and without: identical -> inactive
+    with pytest.raises(InactiveKnob, match="did not change attention"):
+        check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+    assert math.isinf(out.spans.max().item())
+
+
+def test_activation_quantizers_that_were_lost_fail(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(weight_bits=8, activation_bits=8)
+    out, _ = compress(tiny_model, spec)
+    check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+    out.activation_quantizers.pop().remove()
+    with pytest.raises(InactiveKnob, match="activation_bits=8 quantizes"):
+        check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)

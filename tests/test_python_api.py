@@ -1,0 +1,81 @@
+"""The Python API end to end, as a script would use it: the real MiniLM on real SST-2 rows
+(``search_spaces/smoke.yaml``), every step through ``import dse`` alone, no CLI.
+
+Shares the session's fine-tune cache with tests/test_cli.py, so the smoke fine-tune runs once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+
+import dse
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE = Path(os.environ.get("DSE_GLUE_DIR") or ROOT.parent / "shared" / "data" / "glue")
+PLOTS = ("pareto", "hypervolume", "energy_breakdown", "knobs")
+
+
+@pytest.mark.integration
+def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not GLUE.is_dir():
+        pytest.fail(f"real GLUE data not found at {GLUE} (set DSE_GLUE_DIR)")
+    monkeypatch.setenv("DSE_GLUE_DIR", str(GLUE))
+    monkeypatch.setenv("DSE_CACHE_DIR", str(shared_cache_dir))
+
+    # create and run
+    study = dse.Study.create(ROOT / "search_spaces" / "smoke.yaml", results_dir=tmp_path / "results")
+    stats = study.run()
+    assert stats.completed == 8 and stats.failed == 0 and stats.derived >= 1
+    assert {"config.yaml", "config.sha256", "env.json", "study.journal"} <= {p.name for p in study.path.iterdir()}
+
+    # analyse: DataFrames and picks
+    analysis = study.analyse()
+    trials, front = analysis.trials, analysis.front
+    assert ((trials["state"] == "COMPLETE") & ~trials["derived"]).sum() == 8
+    assert len(front) >= 1 and front["feasible"].all()
+    assert trials["accuracy"].between(60, 100).all() and trials["accuracy"].max() >= 75
+    assert analysis.hypervolume > 0 and analysis.reference_source == "fixed in the study definition"
+    assert analysis.history["hypervolume"].is_monotonic_increasing
+    picks = analysis.picks()
+    assert set(picks) == {"knee", "max-accuracy", "min-energy", "max-hv-contribution"}
+    assert set(picks.values()) <= set(front["trial"])
+
+    # write the outputs: tables and figures
+    outputs = study.write_outputs()
+    assert pd.read_csv(study.path / "trials.csv")["trial"].tolist() == trials["trial"].tolist()
+    assert pd.read_csv(study.path / "pareto.csv")["trial"].tolist() == front["trial"].tolist()
+    assert len(pd.read_csv(study.path / "hypervolume.csv")) == len(analysis.history)
+    assert set(outputs.plots) == set(PLOTS)
+    for name in PLOTS:
+        png, svg = study.path / "plots" / f"{name}.png", study.path / "plots" / f"{name}.svg"
+        assert png.stat().st_size > 5_000 and svg.stat().st_size > 5_000, name
+        height, width = mpimg.imread(png).shape[:2]
+        assert height > 200 and width > 200, name
+        assert ET.parse(svg).getroot().tag.endswith("svg"), name
+    assert not list(study.path.rglob("*.tmp"))
+
+    # export the knee, re-score it from scratch, score the Hugging Face model alone, deploy it
+    exported = study.export(pick="knee", out=tmp_path / "exports" / "knee")
+    assert exported.trial == picks["knee"] and exported.path == tmp_path / "exports" / "knee"
+    assert {"design.json", "model", "accelerator.json"} <= {p.name for p in exported.path.iterdir()}
+    record = json.loads((exported.path / "design.json").read_text())["_data"]
+    assert record["trial"] == exported.trial and record["study"] == "smoke"
+    metrics = dse.evaluate_export(exported)
+    for name, value in record["metrics"].items():
+        assert metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
+    score = dse.evaluate_export(exported, model=True)
+    assert score["accuracy"] == record["metrics"]["accuracy"] and score["dev_rows"] == 200
+    deployed = dse.deploy(exported, threads=1, max_rows=20)
+    assert deployed.dev_rows == 20 and 0 < deployed.int8.size_mb < deployed.fp32.size_mb
+    assert {"model_fp32.pt", "model_int8.pt", "deploy.json"} <= {p.name for p in (exported.path / "deploy").iterdir()}
+
+    # an opened study reads the same
+    reopened = dse.Study.open(study.path)
+    assert reopened.status()["completed"] == 8 and reopened.pick("knee") == exported.trial
