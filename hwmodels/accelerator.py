@@ -14,6 +14,9 @@ Matmul (N0 x M).(M x N1) on L lanes of V-wide vector MACs (hw-constants §7.2):
     stored weight bits per element b_w = d*n_w + 3/V (bitmask values + per-vector bias), +1 mask bit
 Weights that do not fit in SRAM stream from DRAM per executed layer, once per activation chunk:
     DRAM bits = sum_matmul M*N1*(d*n_w + 1 + 3/V) * ceil(S*M*n_a / (8*C_bytes))   (+ dense off-ramp)
+Attention with span w: QK^T is (S x d_h).(d_h x K) and AV (S x K).(K x d_h) per head, with K = P/S the
+mean keys per query and P the (query, key) pairs the span mask keeps (``workload.attended_pairs``), so
+MACs, SRAM traffic and softmax elements count exactly the kept pairs; cycles round K up to whole tiles.
 Special functions run V elements/cycle: softmax (3 passes), LayerNorm (3), GELU, residual add,
 off-ramp tanh and entropy.  Embeddings are looked up in eNVM once per sentence (word, position and
 token-type rows, bitmask-compressed), 64*bits_per_cell bits per access.
@@ -28,7 +31,7 @@ import numpy as np
 from hwmodels import compute, scaling, sram, techdata
 from hwmodels.design import DesignBatch
 from hwmodels.envm import ENVM_CELLS, MIB, envm_arrays, envm_cell
-from hwmodels.workload import ModelShape
+from hwmodels.workload import ModelShape, kept_pairs
 
 _GATED = techdata.number("compute", "mac_datapath", "clock_gated_mac_energy_fraction")
 _IMBALANCE = techdata.number("compute", "mac_datapath", "zero_skip_load_imbalance")
@@ -229,7 +232,8 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
     fill = _FILL_PER_V * vec
     h, f_, e_, c_ = shape.hidden_size, shape.intermediate_size, shape.embedding_size, shape.num_labels
     nh, dh = shape.num_heads, shape.head_dim
-    keys = np.minimum(s, _col(d.attention_span))
+    # mean keys per query of the span mask, so that S * keys = the (query, key) pairs it keeps
+    keys = kept_pairs(s, _col(d.attention_span)) / s
     value_bits = stored_weight_bits(dens, n_w, vec)
 
     def add_matmul(acc: _Accumulator, n0, m, n1, *, count: float = 1.0, kind: str) -> None:

@@ -18,7 +18,8 @@ class CompressionProfile(BaseModel):
     weight_bits: int = Field(8, ge=4, le=16)                # AdaptivFloat total bits
     weight_exp_bits: int = Field(3, ge=1, le=5)              # AdaptivFloat exponent bits
     activation_bits: int = Field(8, ge=4, le=16)            # datapath activation width
-    attention_span: int | None = Field(None, ge=1)          # max attended keys per query; None = full
+    attention_span: int | None = Field(None, ge=0)          # hard span: largest query-key distance |i-j|
+                                                            # attended (0 = itself only); None = full
 
     @model_validator(mode="after")
     def _exp_fits(self) -> "CompressionProfile":

@@ -3,8 +3,8 @@
 ``DesignBatch`` holds one numpy array per configuration field (length n_designs) so the cost model
 can evaluate all designs at once.  Build it from config objects with ``DesignBatch.from_configs`` or
 directly from arrays (fast path for sweeps); both validate ranges and raise ValueError.
-Conventions: ``latency_target_ms`` NaN = no target; ``attention_span`` inf = full attention;
-``envm_cell_index`` indexes ``ENVM_CELLS``.
+Conventions: ``latency_target_ms`` NaN = no target; ``attention_span`` (the largest query-key
+distance attended) inf = full attention; ``envm_cell_index`` indexes ``ENVM_CELLS``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class DesignBatch:
         bad("weight_exp_bits", (self.weight_exp_bits >= 1) & (self.weight_exp_bits <= 5), "within 1..5")
         bad("weight_exp_bits", self.weight_exp_bits < self.weight_bits, "< weight_bits")
         bad("activation_bits", (self.activation_bits >= 4) & (self.activation_bits <= 16), "within 4..16")
-        bad("attention_span", self.attention_span >= 1, ">= 1 (inf = full attention)")
+        bad("attention_span", self.attention_span >= 0, ">= 0 (inf = full attention)")
         leak = self.sram_leakage_nw_per_bit
         bad("sram_leakage_nw_per_bit", np.isnan(leak) | (leak > 0), "positive or NaN (technology default)")
 

@@ -1,17 +1,46 @@
 """Transformer shape as seen by the accelerator (BERT / ALBERT encoders with per-layer off-ramps).
 
-Per encoder layer with S tokens, hidden H, FFN width F, attended keys S' = min(S, span):
+Per encoder layer with S tokens, hidden H, FFN width F and P attended (query, key) pairs:
     Q, K, V, O projections   4 x (S x H) . (H x H)         4*S*H^2 MACs
-    QK^T, AV (all heads)     2 x S*S'*H                     MACs
+    QK^T, AV (all heads)     2 x P*H                        MACs
     FFN                      (S x H).(H x F), (S x F).(F x H)  2*S*H*F MACs
     off-ramp on [CLS]        pooler H*H + classifier H*C    MACs
 ALBERT adds the embedding projection (S x E).(E x H) once per sentence.
+
+The attention span w is a query-key distance, the hard span of the span mask: query i attends
+key j when |i - j| <= w (``dse.compression.span.hard_span_bias``). A sentence of S tokens then
+has P = sum_i |{j : |i - j| <= w}| = S*(2w' + 1) - w'*(w' + 1) pairs, w' = min(floor(w), S - 1),
+i.e. up to 2w + 1 keys per query, fewer near the sentence ends; P = S^2 without a span.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+
+def kept_pairs(tokens: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """``attended_pairs`` for float arrays already checked (tokens >= 1, span >= 0 or inf)."""
+    w = np.floor(np.minimum(span, tokens - 1.0))  # the farthest kept distance inside the sentence
+    return tokens * (2.0 * w + 1.0) - w * (w + 1.0)
+
+
+def attended_pairs(tokens: Any, attention_span: Any = None) -> Any:
+    """(query, key) pairs a span mask keeps in a sentence of ``tokens`` tokens: every (i, j) with
+    ``|i - j| <= attention_span`` (None or inf = no mask: tokens^2). Broadcasts over arrays
+    (float result); plain ints give an int."""
+    s = np.asarray(tokens, dtype=float)
+    if np.any(s < 1):
+        raise ValueError(f"tokens must be >= 1, got {tokens}")
+    span = np.inf if attention_span is None else np.asarray(attention_span, dtype=float)
+    if np.any(np.isnan(span)) or np.any(span < 0):
+        raise ValueError(f"attention_span must be >= 0 (inf or None = full attention), got {attention_span}")
+    pairs = kept_pairs(s, span)
+    if np.ndim(pairs) == 0 and np.ndim(tokens) == 0 and float(pairs).is_integer():
+        return int(pairs)
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -98,7 +127,8 @@ class ModelShape:
         return self.offramp_weights_per_layer * self.num_layers
 
     def encoder_macs_per_layer(self, tokens: int, attention_span: int | None = None) -> int:
-        """MACs of one encoder layer (no off-ramp) for ``tokens`` tokens."""
+        """MACs of one encoder layer (no off-ramp) for ``tokens`` tokens; ``attention_span`` is the
+        largest query-key distance attended (None = full attention)."""
         s, h, f = tokens, self.hidden_size, self.intermediate_size
-        keys = s if attention_span is None else min(s, attention_span)
-        return 4 * s * h * h + 2 * s * keys * h + 2 * s * h * f
+        pairs = attended_pairs(s, attention_span)
+        return 4 * s * h * h + 2 * pairs * h + 2 * s * h * f

@@ -3,7 +3,9 @@
 An AdaptivFloat<n, e> number has 1 sign bit, ``e`` exponent bits and ``m = n - 1 - e``
 mantissa bits, no denormals, and a per-tensor exponent *bias* chosen from the tensor's
 largest magnitude so that the exponent window sits at the top of the tensor's range.
-Three variants are implemented (see ``/work/shared/reference/edgebert.md`` §1.6):
+Three variants are implemented, after the AdaptivFloat reference code (ttambe/AdaptivFloat
+``adaptivfloat.py``: the 2020 NumPy and the 2022 PyTorch versions) and EdgeBERT's accelerator
+format (harvard-acc/EdgeBERT ``hw/cmod/include/AdpfloatSpec.h``):
 
 ``"paper2020"`` (reference version A, the paper's description)
     ``E_max = floor(log2(max|x|))``, ``bias = E_max - (2^e - 1)``; exponents

@@ -10,39 +10,31 @@ neighbour), which flips exactly one of its bits. Each cell is faulty independent
 cell's adjacent-level error probability. The corrupted codes are decoded back to values, so
 every value stays representable in the format.
 
-Error probabilities (per cell and read, i.e. per stored copy):
-NVMExplorer's nvmFI MLC-RRAM Gaussian level model (``nvm_data/mlc_rram_args.p``, evaluated in
-``/work/shared/reference/edgebert.md`` §1.9): about 1e-8 for 2 bits/cell and 1.5e-4 ... 6.3e-3
-for 3 bits/cell; we take the geometric mean 9.7e-4 for 3 bits/cell (override per cell).
-Single-level cells (SRAM, ReRAM SLC, STT-MRAM, PCM, FeFET) are taken as error-free. The
-sources give no MLC FeFET level model; we assume the 2-bit ReRAM figure (an assumption).
+Error probabilities (per cell and read, i.e. per stored copy) are the cell's
+``adjacent_level_error_prob`` in the hardware model's cell table (``hwmodels/data/envm.yaml``),
+the one place they are kept, each with its source. They come from the MLC-RRAM Gaussian level
+model of NVMExplorer's fault injector (Pentecost et al., "NVMExplorer: A Framework for Cross-Stack
+Comparisons of Embedded Non-Volatile Memories", HPCA 2022, arXiv:2109.01188; lpentecost/NVMExplorer
+``nvmexplorer_src/nvmFI/nvm_data/mlc_rram_args.p``): about 1e-8 for 2 bits/cell and
+1.5e-4 ... 6.3e-3 for 3 bits/cell, of which the table keeps the geometric mean 9.7e-4
+(override per cell). Single-level cells (SRAM, ReRAM SLC, STT-MRAM, PCM, FeFET) are taken as
+error-free. The sources give no MLC FeFET level model; the table assumes the 2-bit ReRAM figure.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 from torch import nn
 
 from dse.compression.adaptivfloat import AdaptivFloatFormat, decode, encode, exponent_bias
-from hwmodels.envm import envm_cell
+from hwmodels.envm import ENVM_CELLS, envm_cell
 
 __all__ = ["CELL_ERROR_PROB", "bits_per_cell", "cell_error_prob", "inject_code_faults",
            "inject_table_faults", "levels_per_cell"]
 
-# Adjacent-level error probability per cell read (sources in the module docstring).
-CELL_ERROR_PROB: dict[str, float] = {
-    "sram": 0.0,
-    "rram_slc": 0.0,
-    "rram_mlc2": 1.0e-8,
-    "rram_mlc3": math.sqrt(1.5e-4 * 6.3e-3),  # geometric mean of the 1.5e-4 ... 6.3e-3 range
-    "stt_mram": 0.0,
-    "pcm": 0.0,
-    "fefet": 0.0,
-    "fefet_mlc2": 1.0e-8,  # assumption: no MLC FeFET model in the sources; ReRAM MLC2's figure
-}
+# Adjacent-level error probability per cell read: the hardware model's cell table, read once.
+CELL_ERROR_PROB: dict[str, float] = {name: envm_cell(name).adjacent_level_error_prob for name in ENVM_CELLS}
 
 
 def bits_per_cell(cell: str) -> int:
@@ -59,6 +51,8 @@ def cell_error_prob(cell: str, *, scale: float = 1.0, overrides: dict[str, float
     if cell not in CELL_ERROR_PROB:
         raise ValueError(f"no error probability for eNVM cell {cell!r}; known: {', '.join(CELL_ERROR_PROB)}")
     base = (overrides or {}).get(cell, CELL_ERROR_PROB[cell])
+    if not 0.0 <= base <= 1.0:  # also catches NaN, a cell the table gives no probability
+        raise ValueError(f"error probability of eNVM cell {cell!r} must be in [0, 1], got {base}")
     return min(1.0, base * scale)
 
 

@@ -1,4 +1,5 @@
-"""Weight-pruning primitives used by EdgeBERT (``/work/shared/reference/edgebert.md`` §1.5).
+"""Weight-pruning primitives used by EdgeBERT (Tambe et al., MICRO 2021; harvard-acc/EdgeBERT
+``masked_nn.py`` and ``masked_run_highway_glue.py``; movement pruning after Sanh et al., NeurIPS 2020).
 
 * Magnitude pruning: keep the largest ``|w|`` (per tensor or with one global threshold).
 * Movement pruning: :class:`TopKBinarizer` keeps the top fraction of learned scores and

@@ -91,8 +91,14 @@ def hard_span_bias(spans: torch.Tensor, seq_len: int, dtype: torch.dtype) -> tor
 
 
 def span_for_hardware(spans: torch.Tensor) -> int | None:
-    """One span for the accelerator model: the mean finite head span, rounded up; None if unlimited."""
+    """One span for the accelerator model: the mean head hard span, rounded up; None if unlimited.
+
+    The number is the same quantity the mask uses (the largest query-key distance kept, 0 = a
+    query attends only itself), and ``hwmodels`` charges exactly the pairs ``hard_span_bias``
+    keeps for it. With equal spans on every head this is exact; with unequal spans it charges
+    at least the mask's mean (kept pairs are concave in the span, and the mean is rounded up).
+    """
     finite = spans[torch.isfinite(spans)]
     if finite.numel() < spans.numel() or finite.numel() == 0:
         return None
-    return max(1, math.ceil(float(finite.mean())))
+    return math.ceil(float(finite.mean()))

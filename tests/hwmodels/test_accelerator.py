@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwmodels import CompressionProfile, DesignBatch, HardwareConfig, ModelShape
+from hwmodels import CompressionProfile, DesignBatch, HardwareConfig, ModelShape, compute, sram, techdata
 from hwmodels.accelerator import design_static, matmul_cycles, matmul_sram_accesses, stage_costs
 
 
@@ -29,21 +29,57 @@ def test_sram_access_counts_hand_case() -> None:
     assert (r_a, r_w, w_o) == (4_718_592, 4_718_592, 98_304)
 
 
+# V3 (hw-constants §8): the Timeloop + Accelergy Eyeriss-like reference layer (40nm, int16;
+# timeloop-accelergy-exercises ref-output/int16/timeloop-mapper.stats.txt and ERT_summary.yaml,
+# hw-constants §2.3): C=128, M=256, P=Q=56, R=S=3, 924,844,032 MACs on 168 PEs = 12 x 14.
+EYERISS_MACS = 128 * 256 * 56 * 56 * 3 * 3
+# published energy per MAC of each action and energy per access (so accesses per MAC = their ratio)
+EYERISS_PJ_PER_MAC = {"mac": 2.20, "weight_spad": 1.61, "psum_spad": 0.52, "ifmap_spad": 0.24, "glb": 0.71}
+EYERISS_PJ_PER_ACCESS = {"mac": 2.20, "weight_spad": 1.59, "psum_spad": 0.25, "ifmap_spad": 0.25, "glb": 18.80}
+EYERISS_DRAM_WORDS = 3_883_008  # 16-bit words
+EYERISS_TOTAL_UJ = 5382.31
+
+
 @pytest.mark.validation
-def test_validation_v3_timeloop_eyeriss_reference() -> None:
-    # Eyeriss-like layer C=128, M=256, P=Q=56, R=S=3 on 168 PEs = 12 x 14 (utilisation 1.00):
-    # as a matmul N0 = M*P*R = 43,008, K = C*S = 384, N1 = Q = 56 -> 12 * 3584 * 32 * 4 = 5,505,024 cycles
-    macs = 128 * 256 * 56 * 56 * 3 * 3
-    assert macs == 924_844_032
-    cycles = matmul_cycles(256 * 56 * 3, 128 * 3, 56, lanes=14, vector=12)
-    assert cycles == 5_505_024 == macs // 168
-    # energy = sum of per-MAC action energies; DRAM = 3,883,008 words x 16 bit x 8 pJ/bit (our LPDDR4 constant)
-    from hwmodels import techdata
-    dram_pj = 3_883_008 * 16 * techdata.number("dram", "lpddr4", "energy_pj_per_bit")
-    per_mac_pj = {"mac": 2.20, "weight_spad": 1.61, "psum_spad": 0.52, "ifmap_spad": 0.24, "glb": 0.71}
-    total_uj = (macs * sum(per_mac_pj.values()) + dram_pj) * 1e-6
-    assert dram_pj / macs == pytest.approx(0.54, rel=0.01)
-    assert total_uj == pytest.approx(5382.31, rel=0.01)
+def test_validation_v3_timeloop_eyeriss_cycles() -> None:
+    # the model's matmul cycles for the layer as (M*P*R x C*S).(C*S x Q) on V = 12, L = 14:
+    # 12 * 3584 * 32 * 4 = 5,505,024, Timeloop's count at utilisation 1.00 (exact)
+    assert EYERISS_MACS == 924_844_032
+    assert matmul_cycles(256 * 56 * 3, 128 * 3, 56, lanes=14, vector=12) == 5_505_024
+
+
+def _model_eyeriss_pj_per_access() -> dict[str, float]:
+    """The model's own energy per action at 40nm/0.8V (how it takes Aladdin/Accelergy 40nm data):
+    an int16 MAC with its registers, and its SRAM read law for the 192 x 16b weight scratchpad,
+    the 16 x 16b psum / ifmap register files and the 128 KB global buffer, 16-bit accesses."""
+    spad_kb, rf_kb = 192 * 2 / 1024, 16 * 2 / 1024
+    return {"mac": float(compute.mac_energy_pj("int", 16, 16, node_nm=40, voltage_v=0.8)),
+            "weight_spad": float(sram.read_energy_pj(spad_kb, 16, node_nm=40)),
+            "psum_spad": float(sram.read_energy_pj(rf_kb, 16, node_nm=40)),
+            "ifmap_spad": float(sram.read_energy_pj(rf_kb, 16, node_nm=40)),
+            "glb": float(sram.read_energy_pj(128, 16, node_nm=40))}
+
+
+# Tolerance ±1%: hw-constants §8's V3 tolerance "given the same counts"; the counts here are the
+# reference's, the energies per action the model's.
+@pytest.mark.validation
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="model gives 3099.8 uJ (3.35 pJ/MAC) for the layer, Timeloop/Accelergy 5382.31 uJ "
+                          "(5.82 pJ/MAC), -42%: the model's 40nm int16 MAC is 1.28 pJ (reference 2.20) and its "
+                          "SRAM law gives 10.9 pJ per 16-bit GLB word (reference 18.8)")
+def test_validation_v3_timeloop_eyeriss_energy() -> None:
+    model = _model_eyeriss_pj_per_access()
+    accesses = {k: EYERISS_MACS * EYERISS_PJ_PER_MAC[k] / EYERISS_PJ_PER_ACCESS[k] for k in EYERISS_PJ_PER_MAC}
+    dram_pj = EYERISS_DRAM_WORDS * 16 * techdata.number("dram", "lpddr4", "energy_pj_per_bit")
+    total_uj = (sum(accesses[k] * model[k] for k in model) + dram_pj) * 1e-6
+    assert total_uj == pytest.approx(EYERISS_TOTAL_UJ, rel=0.01)
+
+
+@pytest.mark.validation
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="model gives 1.28 pJ for an int16 MAC at 40nm, Timeloop/Accelergy 2.20 pJ (-42%)")
+def test_validation_v3_timeloop_eyeriss_mac_energy() -> None:
+    assert _model_eyeriss_pj_per_access()["mac"] == pytest.approx(EYERISS_PJ_PER_MAC["mac"], rel=0.01)
 
 
 @pytest.mark.validation

@@ -28,6 +28,12 @@ def test_from_arrays_broadcasts_scalars() -> None:
     assert len(batch) == 2 and batch.sram_kb.tolist() == [64.0, 64.0]
 
 
+def test_span_zero_is_a_valid_design() -> None:
+    # hard span 0: every query attends only itself (dse.compression.span allows it)
+    assert DesignBatch(**_arrays(attention_span=0.0)).attention_span.tolist() == [0.0, 0.0]
+    assert CompressionProfile(attention_span=0).attention_span == 0
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"sram_kb": [-1.0, 64.0]}, "sram_kb must be a positive number of KiB"),
     ({"voltage_v": 0.3}, "voltage must be within"),
@@ -35,6 +41,8 @@ def test_from_arrays_broadcasts_scalars() -> None:
     ({"envm_cell_index": 99}, "ENVM_CELLS"),
     ({"weight_bits": 4, "weight_exp_bits": 4}, "weight_exp_bits must be < weight_bits"),
     ({"vector_size": [16, 16, 16]}, "length 1 or"),
+    ({"attention_span": -1.0}, "attention_span must be >= 0"),
+    ({"attention_span": np.nan}, "attention_span must be >= 0"),
 ])
 def test_bad_arrays_raise(overrides, message) -> None:
     with pytest.raises(ValueError, match=message):

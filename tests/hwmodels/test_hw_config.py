@@ -31,7 +31,7 @@ def test_bad_hardware_config_raises(kwargs, message) -> None:
     ({"embedding_density": 1.5}, "less than or equal to 1"),
     ({"weight_bits": 3}, "greater than or equal to 4"),
     ({"weight_bits": 4, "weight_exp_bits": 4}, r"weight_exp_bits \(4\) must be < weight_bits \(4\)"),
-    ({"attention_span": 0}, "greater than or equal to 1"),
+    ({"attention_span": -1}, "greater than or equal to 0"),
 ])
 def test_bad_compression_profile_raises(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):

@@ -18,11 +18,6 @@ def run(shape: ModelShape, tokens, exits, comp: CompressionProfile | None = None
                              predicted_exit_layers=None if predicted is None else np.asarray(predicted))
 
 
-def onchip_uj(result: HardwareResult) -> float:
-    """Accelerator energy without the off-chip DRAM term (uJ, mean over sentences)."""
-    return float(np.mean(result.energy_pj - result.energy_breakdown_pj["dram"])) * 1e-6
-
-
 def test_result_structure(minilm: ModelShape) -> None:
     r = run(minilm, [16, 64], [2, 6])
     assert set(r.energy_breakdown_pj) == KEYS
@@ -140,12 +135,16 @@ def test_dvfs_underprediction_can_miss_target(albert_base: ModelShape) -> None:
 
 
 def test_switch_time_is_charged(albert_base: ModelShape) -> None:
-    fixed = run(albert_base, [128], [3])
     hw = HardwareConfig(dvfs=True, latency_target_ms=100.0)
     r = run(albert_base, [128], [3], hw=hw)
-    # layer 1 at 0.8 V, layers 2-3 at 0.5 V: t = t_pro + t_1 + 5 us + 2 * t_1 * (fixed layer stretched by 1/0.333)
     assert r.voltage_v[0] == pytest.approx(0.5)
-    assert r.latency_ns[0] > fixed.latency_ns[0] + 5000
+    # layer 1 (and the prologue) at 0.8 V, the 5 us switch, then layers 2-3 at 0.5 V, each timed
+    # from fixed-voltage runs without DVFS
+    first = run(albert_base, [128], [1]).latency_ns[0]
+    slow = HardwareConfig(voltage_v=0.5)
+    t_layer_05 = (run(albert_base, [128], [2], hw=slow).latency_ns[0]
+                  - run(albert_base, [128], [1], hw=slow).latency_ns[0])
+    assert r.latency_ns[0] == pytest.approx(first + 5_000.0 + 2 * t_layer_05, rel=1e-9)
 
 
 def test_batch_matches_single_and_broadcasts(minilm: ModelShape) -> None:
@@ -175,46 +174,57 @@ def test_bad_sentence_inputs_raise(minilm: ModelShape, tokens, exits, message) -
         run(minilm, tokens, exits)
 
 
-@pytest.mark.validation
-def test_validation_v5_edgebert_headline_ratios(albert_base: ModelShape) -> None:
-    """V5: (a) 12 layers at 0.8 V; (b) exit at 3.9 layers at 0.8 V; (c) same exits, DVFS to (a)'s latency.
-
-    Doc: (a)/(c) in 5-9 and (b)/(c) in 2.0-3.0 ("from dynamic energy alone"). We compare accelerator
-    (on-chip) energy, i.e. without the voltage-independent off-chip DRAM term, and, as the doc's
-    procedure assumes, the whole sentence runs near V*: the nominal (layer-1) point is set to 0.5 V.
-    """
+# V5 (hw-constants §8): EdgeBERT's headline energy ratios (MICRO'21 abstract: up to 7x lower energy
+# than no early exit, 2.5x lower than latency-unbounded early exit), by the procedure of §8 on the
+# model's EdgeBERT defaults: ALBERT-base, S = 128; (a) 12 layers at 0.8 V; (b) exit after 3.9 layers
+# on average (STP's SST-2 figure) at 0.8 V; (c) the exits of (b) with DVFS to (a)'s latency, layer 1
+# at the nominal 0.8 V as EdgeBERT's controller runs it; the model's whole per-sentence energy.
+# Tolerance: hw-constants §8's bands, (a)/(c) in 5-9 and (b)/(c) in 2.0-3.0. The model misses both:
+# with the default 64 KiB buffer no ALBERT weight set fits, and the weights streamed from DRAM
+# (21.3 of (a)'s 26.7 mJ per sentence) cost the same at every voltage.
+def _v5_runs(albert_base: ModelShape) -> tuple[HardwareResult, HardwareResult, HardwareResult]:
     tokens = np.full(10, 128)
-    exits_b = np.array([4] * 9 + [3])  # mean 3.9 (STP SST-2 average)
-    a = run(albert_base, tokens, np.full(10, 12))
-    b = run(albert_base, tokens, exits_b)
-    c = run(albert_base, tokens, exits_b, hw=HardwareConfig(dvfs=True, latency_target_ms=a.mean_latency_ms, voltage_v=0.5))
-    assert c.target_met.all()
-    assert 5.0 <= onchip_uj(a) / onchip_uj(c) <= 9.0
-    assert 2.0 <= onchip_uj(b) / onchip_uj(c) <= 3.0
-
-
-def test_v5_with_layer1_at_0v8_nominal(albert_base: ModelShape) -> None:
-    """Strict EdgeBERT-style control (layer 1 at 0.8 V before the prediction): (b)/(c) falls to
-    3.9 / (1 + 2.9 * 0.39) ~ 1.8, below the doc's 2.0-3.0 band; (a)/(c) stays within 5-9."""
-    tokens = np.full(10, 128)
-    exits_b = np.array([4] * 9 + [3])
+    exits_b = np.array([4] * 9 + [3])  # mean 3.9
     a = run(albert_base, tokens, np.full(10, 12))
     b = run(albert_base, tokens, exits_b)
     c = run(albert_base, tokens, exits_b, hw=HardwareConfig(dvfs=True, latency_target_ms=a.mean_latency_ms))
-    assert 5.0 <= onchip_uj(a) / onchip_uj(c) <= 9.0
-    assert 1.6 <= onchip_uj(b) / onchip_uj(c) < 2.0
+    return a, b, c
+
+
+def test_v5_procedure_meets_its_latency_target(albert_base: ModelShape) -> None:
+    _, _, c = _v5_runs(albert_base)
+    assert c.target_met.all() and np.all(c.voltage_v < 0.8)
 
 
 @pytest.mark.validation
-@pytest.mark.parametrize("voltage_v, low, high", [(0.8, 3.0, 5.5), (0.5, 7.5, 12.0)])
-def test_validation_v6_efficiency_envelope(albert_base: ModelShape, voltage_v: float, low: float, high: float) -> None:
-    # V6: 2 * MACs / (MAC + SRAM + overhead + SFU + leakage energy) in TFLOPs/W for the 16x16 AF8 PU with a
-    # 2 MiB buffer (off-chip DRAM excluded; SRAM includes writes of streamed weights);
-    # calibrated ~4 at 0.8 V and ~10 at 0.5 V (model: ~3.3 and ~7.9); must be within 2-20
+@pytest.mark.parametrize(("ratio", "low", "high"), [
+    pytest.param("a/c", 5.0, 9.0, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="model gives (a)/(c) = 3.38, EdgeBERT up to 7x (band 5-9)")),
+    pytest.param("b/c", 2.0, 3.0, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="model gives (b)/(c) = 1.10, EdgeBERT 2.5x (band 2.0-3.0)")),
+])
+def test_validation_v5_edgebert_headline_ratios(albert_base: ModelShape, ratio: str, low: float,
+                                                high: float) -> None:
+    a, b, c = _v5_runs(albert_base)
+    value = {"a/c": a.mean_energy_uj / c.mean_energy_uj, "b/c": b.mean_energy_uj / c.mean_energy_uj}[ratio]
+    assert low <= value <= high
+
+
+# V6 (hw-constants §8): measured efficiency of the comparable chips: FlexASR (16nm, AdaptivFloat NLP,
+# JSSC'23) 2.6-7.8 TFLOPs/W across its operating points, and EdgeBERT's 12nm successor STP
+# (ISSCC'23) 18.1 TFLOPs/W peak with FP4 MACs. The model's 2 * MACs / (MAC + SRAM + overhead + SFU +
+# leakage energy) for the 16x16 AF8 PU (2 MiB buffer; off-chip DRAM and eNVM excluded; SRAM includes
+# writes of streamed weights) at both ends of its voltage range must lie within 2.6-18.1: no less
+# efficient than FlexASR's least efficient point, a node older, and no more than STP's FP4 peak.
+# (hw-constants §8 rounds the band to 2-20.) Model: 3.3 at 0.8 V, 7.9 at 0.5 V.
+@pytest.mark.validation
+@pytest.mark.parametrize("voltage_v", [0.8, 0.5])
+def test_validation_v6_efficiency_envelope(albert_base: ModelShape, voltage_v: float) -> None:
     r = run(albert_base, [128], [12], CompressionProfile(encoder_density=0.4),
             HardwareConfig(sram_kb=2048, voltage_v=voltage_v))
     macs = 12 * albert_base.encoder_macs_per_layer(128)
     core_pj = sum(r.energy_breakdown_pj[k][0] for k in ("mac", "sram", "overhead", "sfu", "leakage"))
     tflops_per_w = 2 * macs / (core_pj * 1e-12) / 1e12
-    assert 2.0 <= tflops_per_w <= 20.0
-    assert low <= tflops_per_w <= high
+    assert 2.6 <= tflops_per_w <= 18.1

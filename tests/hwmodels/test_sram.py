@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from hwmodels import sram, techdata
+from hwmodels import sram
 
 
+# V1 (hw-constants §8): the model's own SRAM read law (sram.read_energy_pj: 0.30·C^0.5 pJ at 12nm/0.8V,
+# taken to 45nm with its Stillmaker node factor and to 0.9 V with its V² rule) against Horowitz
+# ISSCC'14's 64-bit reads at 45nm/0.9V. Tolerance ±5%, the one hw-constants §8 sets for V1. The
+# model misses: its k = 0.30 pJ sits between the CACTI-derived 0.20-0.34 and the Horowitz-derived 0.40
+# (hw-constants §3.4), and its exponent 0.5 is CACTI's, not Horowitz's 0.47. (The 32 KB and 1 MB
+# entries are tagged [U] in hw-constants §2.1: commonly reproduced, not in the cross-check sources.)
 @pytest.mark.validation
-def test_validation_v1_horowitz_sram_law() -> None:
-    # V1: 64-bit read at 8 KB / 32 KB / 1 MB = 10 / 20 / 100 pJ at 45nm, law a=3.80, b=0.473, ±5%
-    a = techdata.number("sram", "horowitz_fit_45nm_0v9", "read_pj_per_access_64b_at_1kb")
-    b = techdata.number("sram", "horowitz_fit_45nm_0v9", "read_capacity_exponent")
-    for kb, expected in ((8, 10.0), (32, 20.0), (1024, 100.0)):
-        assert sram.power_law_read_energy_pj(kb, a, b) == pytest.approx(expected, rel=0.05)
+@pytest.mark.parametrize(("capacity_kb", "published_pj"), [
+    pytest.param(8, 10.0, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="model gives 8.37 pJ at 45nm/0.9V for an 8 KB 64-bit read, Horowitz 10 pJ (-16%)")),
+    pytest.param(32, 20.0, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="model gives 16.74 pJ at 45nm/0.9V for a 32 KB 64-bit read, Horowitz 20 pJ (-16%)")),
+    pytest.param(1024, 100.0, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="model gives 94.70 pJ at 45nm/0.9V for a 1 MB 64-bit read, Horowitz 100 pJ (-5.3%)")),
+])
+def test_validation_v1_horowitz_sram_reads(capacity_kb: int, published_pj: float) -> None:
+    model = sram.read_energy_pj(capacity_kb, 64, node_nm=45, voltage_v=0.9)
+    assert float(model) == pytest.approx(published_pj, rel=0.05)
 
 
 def test_read_energy_hand_cases() -> None:

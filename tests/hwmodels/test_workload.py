@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from hwmodels import ModelShape
+from hwmodels.workload import attended_pairs
 
 
 def test_albert_base_counts(albert_base: ModelShape) -> None:
@@ -21,8 +23,26 @@ def test_albert_base_counts(albert_base: ModelShape) -> None:
 
 
 def test_attention_span_reduces_macs(albert_base: ModelShape) -> None:
-    # span 32: the S*S*H terms become 2*128*32*768 = 6,291,456 instead of 25,165,824
-    assert albert_base.encoder_macs_per_layer(128, 32) == 931_135_488 - 25_165_824 + 6_291_456
+    # span 32 (|i - j| <= 32): pairs = 128*65 - 32*33 = 7,264 instead of 128^2 = 16,384, so the
+    # QK^T + AV MACs become 2*7,264*768 = 11,157,504 instead of 25,165,824
+    assert albert_base.encoder_macs_per_layer(128, 32) == 931_135_488 - 25_165_824 + 11_157_504
+
+
+@pytest.mark.parametrize(("tokens", "span", "pairs"), [
+    (1, 0, 1), (5, 0, 5),             # span 0: each query attends only itself
+    (5, 1, 13),                       # 2 + 3 + 3 + 3 + 2
+    (5, 4, 25), (5, 9, 25),           # span >= S - 1: every pair
+    (64, 16, 1_840),                  # 64*33 - 16*17
+    (64, None, 4_096), (64, float("inf"), 4_096),
+])
+def test_attended_pairs_hand_cases(tokens: int, span, pairs: int) -> None:
+    assert attended_pairs(tokens, span) == pairs
+    assert attended_pairs(np.array([tokens, tokens]), span).tolist() == [pairs, pairs]
+
+
+def test_attended_pairs_rejects_negative_span() -> None:
+    with pytest.raises(ValueError, match="attention_span must be >= 0"):
+        attended_pairs(8, -1)
 
 
 def test_from_hf_config_duck_typed() -> None:

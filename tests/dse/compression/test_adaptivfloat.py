@@ -1,8 +1,10 @@
 """Tests for dse.compression.adaptivfloat.
 
-Golden values are worked out by hand in the comments, from the algorithm in
-/work/shared/reference/edgebert.md §1.6. Notation: n total bits, e exponent bits,
-m = n - 1 - e mantissa bits, E_max = floor(log2(max|x|)).
+Golden values are worked out by hand in the comments, from AdaptivFloat as published (Tambe et al.,
+"Algorithm-Hardware Co-Design of Adaptive Floating-Point Encodings for Resilient Deep Learning
+Inference", DAC 2020; reference code ttambe/AdaptivFloat ``adaptivfloat.py``) and as EdgeBERT's
+accelerator stores it (harvard-acc/EdgeBERT ``hw/cmod/include/AdpfloatSpec.h``). Notation: n total
+bits, e exponent bits, m = n - 1 - e mantissa bits, E_max = floor(log2(max|x|)).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from torch import nn
 from dse.compression.adaptivfloat import AdaptivFloatFormat, exponent_bias, quantize
 from dse.compression.envm_faults import (CELL_ERROR_PROB, bits_per_cell, cell_error_prob, inject_code_faults,
                                          inject_table_faults, levels_per_cell)
+from hwmodels.envm import ENVM_CELLS, envm_cell
 
 AF8 = AdaptivFloatFormat(8, 3)
 
@@ -24,11 +25,26 @@ def test_levels_per_cell_type(cell: str, levels: int) -> None:
 
 def test_error_probabilities_and_scale() -> None:
     assert cell_error_prob("sram") == 0.0 and cell_error_prob("rram_mlc2") == 1e-8
-    assert cell_error_prob("rram_mlc3") == pytest.approx(9.721e-4, rel=1e-3)  # sqrt(1.5e-4 * 6.3e-3)
-    assert 1.5e-4 < CELL_ERROR_PROB["rram_mlc3"] < 6.3e-3
+    assert cell_error_prob("rram_mlc3") == math.sqrt(1.5e-4 * 6.3e-3)  # 9.721e-4, bit for bit as before
+    assert cell_error_prob("fefet_mlc2") == 1e-8  # assumption: ReRAM MLC2's figure
     assert cell_error_prob("rram_mlc3", scale=100) == pytest.approx(0.09721, rel=1e-3)
     assert cell_error_prob("rram_mlc3", scale=1e6) == 1.0  # capped
     assert cell_error_prob("rram_mlc3", overrides={"rram_mlc3": 6.3e-3}) == 6.3e-3
+
+
+def test_error_probabilities_are_the_hardware_cell_table() -> None:
+    # one number, one place: fault injection applies the hardware model's adjacent_level_error_prob
+    assert set(CELL_ERROR_PROB) == set(ENVM_CELLS)
+    for cell in ENVM_CELLS:
+        assert cell_error_prob(cell) == envm_cell(cell).adjacent_level_error_prob
+    low, high = envm_cell("rram_mlc3").adjacent_level_error_prob_range
+    assert low < CELL_ERROR_PROB["rram_mlc3"] < high
+
+
+def test_cell_without_probability_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CELL_ERROR_PROB, "fefet_mlc2", float("nan"))
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+        cell_error_prob("fefet_mlc2")
 
 
 def test_zero_error_leaves_codes_unchanged() -> None:

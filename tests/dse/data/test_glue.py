@@ -1,7 +1,8 @@
 """Tests of the GLUE data layer (dse.data.glue) on the staged GLUE files and on synthetic broken folders.
 
-Staged data: /work/shared/data/glue (computed relative to this file, or $DSE_GLUE_DIR if set); the expected
-counts below are those of /work/shared/data/SOURCES.md.
+Staged data: GLUE (Wang et al., "GLUE: A Multi-Task Benchmark and Analysis Platform for Natural Language
+Understanding", ICLR 2019) as staged in shared/data/glue beside the repository (or $DSE_GLUE_DIR if set); the
+expected counts below are those recorded with the staged files' provenance in shared/data/SOURCES.md.
 
 QQP decision: the one malformed row of train_subset.tsv (id 133273, 5 fields, label glued to question2 by a
 space) is repaired by splitting off the label, so QQP train has 23,497 rows. SOURCES.md's label split
