@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,6 +23,13 @@ GLUE = Path(os.environ.get("DSE_GLUE_DIR") or ROOT.parent / "shared" / "data" / 
 PLOTS = ("pareto", "hypervolume", "energy_breakdown", "knobs")
 
 
+def readme_example() -> str:
+    """The README's Python API example (its one ``python`` block under "## Python API")."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
 @pytest.mark.integration
 def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not GLUE.is_dir():
@@ -29,14 +37,18 @@ def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, 
     monkeypatch.setenv("DSE_GLUE_DIR", str(GLUE))
     monkeypatch.setenv("DSE_CACHE_DIR", str(shared_cache_dir))
 
-    # create and run
-    study = dse.Study.create(ROOT / "search_spaces" / "smoke.yaml", results_dir=tmp_path / "results")
-    stats = study.run()
-    assert stats.completed == 8 and stats.failed == 0 and stats.derived >= 1
+    # the README's example, run as it stands from a folder holding search_spaces/
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "search_spaces").symlink_to(ROOT / "search_spaces")
+    namespace: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    study, analysis, exported = namespace["study"], namespace["analysis"], namespace["exported"]
+    metrics, deployed = namespace["metrics"], namespace["deployed"]
+    assert study.path.resolve() == (tmp_path / "results" / "smoke").resolve()
+    assert study.status()["completed"] == 8
     assert {"config.yaml", "config.sha256", "env.json", "study.journal"} <= {p.name for p in study.path.iterdir()}
 
     # analyse: DataFrames and picks
-    analysis = study.analyse()
     trials, front = analysis.trials, analysis.front
     assert ((trials["state"] == "COMPLETE") & ~trials["derived"]).sum() == 8
     assert len(front) >= 1 and front["feasible"].all()
@@ -48,7 +60,7 @@ def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, 
     assert set(picks.values()) <= set(front["trial"])
 
     # write the outputs: tables and figures
-    outputs = study.write_outputs()
+    outputs = study.write_outputs()  # again: the same files
     assert pd.read_csv(study.path / "trials.csv")["trial"].tolist() == trials["trial"].tolist()
     assert pd.read_csv(study.path / "pareto.csv")["trial"].tolist() == front["trial"].tolist()
     assert len(pd.read_csv(study.path / "hypervolume.csv")) == len(analysis.history)
@@ -62,20 +74,25 @@ def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, 
     assert not list(study.path.rglob("*.tmp"))
 
     # export the knee, re-score it from scratch, score the Hugging Face model alone, deploy it
-    exported = study.export(pick="knee", out=tmp_path / "exports" / "knee")
-    assert exported.trial == picks["knee"] and exported.path == tmp_path / "exports" / "knee"
+    assert exported.trial == picks["knee"] and exported.path.resolve() == (tmp_path / "exports" / "knee").resolve()
     assert {"design.json", "model", "accelerator.json"} <= {p.name for p in exported.path.iterdir()}
     record = json.loads((exported.path / "design.json").read_text())["_data"]
     assert record["trial"] == exported.trial and record["study"] == "smoke"
-    metrics = dse.evaluate_export(exported)
     for name, value in record["metrics"].items():
         assert metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
     score = dse.evaluate_export(exported, model=True)
     assert score["accuracy"] == record["metrics"]["accuracy"] and score["dev_rows"] == 200
-    deployed = dse.deploy(exported, threads=1, max_rows=20)
     assert deployed.dev_rows == 20 and 0 < deployed.int8.size_mb < deployed.fp32.size_mb
     assert {"model_fp32.pt", "model_int8.pt", "deploy.json"} <= {p.name for p in (exported.path / "deploy").iterdir()}
 
     # an opened study reads the same
     reopened = dse.Study.open(study.path)
     assert reopened.status()["completed"] == 8 and reopened.pick("knee") == exported.trial
+
+
+def test_readme_example_is_python_with_the_api_verbs() -> None:
+    code = readme_example()
+    compile(code, "README.md", "exec")
+    for verb in ("Study.create", ".run(", ".analyse(", ".write_outputs(", ".export(", "dse.evaluate_export(",
+                 "dse.deploy("):
+        assert verb in code, verb
