@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE = Path(os.environ.get("DSE_GLUE_DIR") or ROOT.parent / "shared" / "data" / "glue")
@@ -27,11 +29,30 @@ def dse(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
                           cwd=cwd, timeout=1800)
 
 
-def run_space(name: str, results: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``dse study run search_spaces/<name>.yaml`` into ``results``; it must succeed."""
-    run = dse("study", "run", str(ROOT / "search_spaces" / f"{name}.yaml"), "--results-dir", str(results), env=env)
+def run_space(name: str | Path, results: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``dse study run search_spaces/<name>.yaml`` (or the definition at a path) into ``results``;
+    it must succeed."""
+    space = name if isinstance(name, Path) else ROOT / "search_spaces" / f"{name}.yaml"
+    run = dse("study", "run", str(space), "--results-dir", str(results), env=env)
     assert run.returncode == 0, run.stderr
     return run
+
+
+def pinned_space(folder: Path, name: str, knobs: dict[str, float | int | str]) -> Path:
+    """``smoke.yaml`` with every knob of ``knobs`` fixed, one trial, no sweep: one known design.
+
+    Same model, data and fine-tune as the smoke study, so it reuses the smoke study's fine-tuned
+    model; which design a real study picks moves with the sampler's stream (optuna) and with the
+    fine-tune (torch, transformers), a pinned one does not.
+    """
+    definition = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    first, *rest = knobs  # a study searches at least one knob: that one has a single choice
+    definition.update(name=name, n_trials=1, sweep={"enabled": False},
+                      search_space={first: {"type": "categorical", "choices": [knobs[first]]}},
+                      fixed={**definition.get("fixed", {}), **{k: knobs[k] for k in rest}})
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(definition, sort_keys=False))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +78,11 @@ def test_real_study_outputs(smoke_study) -> None:  # noqa: ANN001
     assert len(derived) >= 1 and derived["feasible"].all()
     assert set(derived["derived_from"].dropna().astype(int)) <= set(trials.loc[~trials["derived"], "trial"])
     assert len(front) >= 1
-    # a 1,500-row fine-tune of MiniLM on SST-2: well above chance, below perfect
-    assert trials["accuracy"].between(60, 100).all() and trials["accuracy"].max() >= 75
+    # a 1,500-row fine-tune of MiniLM on SST-2: its best design well above chance, below perfect.
+    # Any design is above 40: a constant answer scores 47 or 53 on these rows; a design with a high
+    # exit threshold sends rows out at near-chance off-ramps (64 points at 0.6 nats in one run), and
+    # which designs the sampler draws moves with optuna's version
+    assert trials["accuracy"].between(40, 100).all() and trials["accuracy"].max() >= 75
     assert (trials["energy_uj"] > 0).all() and (trials["latency_ms"] > 0).all()
     assert trials["cache_hit"].any()  # trials differing only in cheap knobs reuse logits
     assert (folder / "plots" / "pareto.png").stat().st_size > 10_000
@@ -99,24 +123,73 @@ def test_export_reevaluates_to_the_same_figures(smoke_study, tmp_path: Path) -> 
     assert (folder / "exports" / f"trial-{record['_data']['trial']}" / "model" / "config.json").is_file()
 
 
+# The deployed design is pinned, not the smoke study's knee: which design the study picks moves
+# with the dependency versions, and int8's cost depends on the design once early exit is on (a knee
+# with 0.6-nat exits lost 12 points on these 200 rows, the same compression without early exit 0.5;
+# docs/outputs-export-deploy.md; benchmarks/deploy_int8_ablation.py). This one: the compression
+# of the smoke knee in issue #13 (50 % encoder pruning, 6-bit AdaptivFloat weights), 0.4-nat exits.
+DEPLOYED = {"exit_threshold": 0.4, "encoder_pruning": 0.5, "weight_bits": 6}
+
+
+def _last_layer_accuracy(artifact: Path, rows) -> float:  # noqa: ANN001
+    """Points of the artifact's last off-ramp (no early exit) on ``rows``, one row at a time."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated (see dse.artifacts.deploy)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(artifact))
+    preds = []
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        for ids, types in zip(rows.input_ids, rows.token_type_ids):
+            x = torch.tensor([ids])
+            preds.append(int(module.layer_logits(x, torch.ones_like(x), torch.tensor([types]))[-1, 0].argmax()))
+    return 100 * float((np.array(preds) == rows.labels).mean())
+
+
 @pytest.mark.integration
-def test_deploy_quantizes_the_exported_design(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
-    folder, env = smoke_study
-    out = tmp_path / "knee"
-    assert dse("export", str(folder), "--pick", "knee", "-o", str(out), env=env).returncode == 0
-    run = dse("deploy", str(out), "--threads", "1", "--max-rows", "100", env=env)
+def test_deploy_quantizes_a_pinned_design(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
+    from dse.artifacts.hf_export import exported_dev_rows, load_exported_model
+
+    _, env = smoke_study
+    run_space(pinned_space(tmp_path, "smoke_deploy", DEPLOYED), tmp_path / "results", env)
+    out = tmp_path / "design"
+    exported = dse("export", str(tmp_path / "results" / "smoke_deploy"), "--trial", "0", "-o", str(out), env=env)
+    assert exported.returncode == 0, exported.stderr
+    data = json.loads((out / "design.json").read_text())["_data"]
+    assert {k: data["compression"][k] for k in DEPLOYED} == DEPLOYED
+    trial = data["metrics"]
+    run = dse("deploy", str(out), "--threads", "1", env=env)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert report["task"] == "sst2" and report["dev_rows"] == 100 and report["threads"] == 1
+    assert report["task"] == "sst2" and report["dev_rows"] == 200 and report["threads"] == 1
     fp32, int8 = report["fp32"], report["int8"]
-    assert 0 < int8["size_mb"] < fp32["size_mb"]
-    # fp32 artifact = the exported model at batch size 1, without AdaptivFloat activation
-    # quantization (the smoke knee has none): the trial's accuracy up to round-off at boundaries
-    assert abs(fp32["accuracy"] - report["trial_accuracy"]) <= 2
-    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 10 and report["prediction_agreement"] >= 0.8
-    for f in (fp32, int8):
-        assert 0 < f["latency_median_ms"] <= f["latency_p95_ms"] and 1 <= f["avg_exit_layer"] <= 6
+    # Measured (torch 2.13.0+cpu, x86 quantized engine, the smoke fine-tune as of issue #13) on all
+    # 200 dev rows of the trial, batch size 1:
+    #   fp32 94.08 MB, 81.0 points, avg exit layer 5.585 (the trial: 81.0 points, 5.585)
+    #   int8 24.19 MB, 79.5 points, avg exit layer 5.495; same prediction for 96.5 % of the rows
+    #   last off-ramp alone (no early exit): fp32 81.0, int8 80.5 points
+    assert 0 < int8["size_mb"] < 0.3 * fp32["size_mb"]
+    # fp32 artifact = the trial's model and exit rule (no activation quantization in the design):
+    # the trial's figures, up to round-off deciding a row sitting on the exit threshold
+    assert report["trial_accuracy"] == trial["accuracy"]
+    assert abs(fp32["accuracy"] - trial["accuracy"]) <= 1.0
+    assert fp32["avg_exit_layer"] == pytest.approx(trial["avg_exit_layer"], abs=0.02)
+    # int8 under the exit rule: measured 1.5 points (3 sentences) lost, 7 predictions changed;
+    # bounds: 4 points (8 sentences), 14 changed predictions. The same compression at 0.6 nats
+    # lost 12 points: int8 makes the layer-4 off-ramp more confident and less accurate
+    assert fp32["accuracy"] - int8["accuracy"] <= 4.0
+    assert report["prediction_agreement"] >= 0.93
+    for f in (fp32, int8):  # rows really leave early, in both artifacts
+        assert 0 < f["latency_median_ms"] <= f["latency_p95_ms"] and 1 <= f["avg_exit_layer"] < 6
     assert {"model_fp32.pt", "model_int8.pt", "deploy.json"} <= {p.name for p in (out / "deploy").iterdir()}
+
+    # without early exit int8 costs little: measured 0.5 points here, at most 2.5 over four
+    # compression settings of this model (benchmarks/deploy_int8_ablation.py)
+    rows = exported_dev_rows(load_exported_model(out / "model"), glue_dir=GLUE)
+    last = {name: _last_layer_accuracy(out / "deploy" / f"model_{name}.pt", rows) for name in ("fp32", "int8")}
+    assert last["fp32"] - last["int8"] <= 3.0
 
 
 @pytest.mark.integration
@@ -252,17 +325,23 @@ def test_entropy_trace_drives_the_hardware_model(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_study_searches_training_time_and_post_training_knobs(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
+    from dse.config import load_study_config
     from dse.study.engine import StudyFolder, open_study
 
     _, env = smoke_study
-    run_space("smoke_training", tmp_path, env)
     folder = StudyFolder(tmp_path / "smoke_training")
+    # one trial of each training-time setting first, whatever the sampler's stream draws (it
+    # moves with optuna's version); the run then continues this folder
+    queued = open_study(folder, load_study_config(ROOT / "search_spaces" / "smoke_training.yaml"), create=True)
+    for method in ("magnitude", "none"):
+        queued.enqueue_trial({"pruning_method": method})
+    run_space("smoke_training", tmp_path, env)
     study = open_study(folder, folder.load_config(), create=False)
     done = [t for t in study.trials if t.state.name == "COMPLETE" and not t.user_attrs.get("derived")]
     assert len(done) == 4
     trained = [t for t in done if t.params["pruning_method"] == "magnitude"]
     plain = [t for t in done if t.params["pruning_method"] == "none"]
-    assert trained and plain  # the seeded sampler draws both training-time settings
+    assert trained and plain  # the two queued trials
     for t in trained:  # every one reuses the one compression-aware fine-tune, really 50% sparse
         sparsity = t.user_attrs["details"]["trained_matrix_sparsity"]
         assert all(abs(v - 0.5) < 0.01 for v in sparsity.values())
@@ -272,7 +351,7 @@ def test_study_searches_training_time_and_post_training_knobs(smoke_study, tmp_p
     assert len(plain_keys) == 1 and plain_keys.isdisjoint(t.user_attrs["details"]["trained_key"] for t in trained)
     for t in plain:
         assert all(v < 0.01 for v in t.user_attrs["details"]["trained_matrix_sparsity"].values())
-    assert all(60 <= t.user_attrs["metrics"]["accuracy"] <= 100 for t in done)
+    assert all(40 <= t.user_attrs["metrics"]["accuracy"] <= 100 for t in done)  # as in test_real_study_outputs
 
 
 @pytest.mark.integration
@@ -330,3 +409,4 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
     again = dse("evaluate", str(out), env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == pytest.approx(data["metrics"])  # rebuilt from scratch: same figures
+

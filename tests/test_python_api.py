@@ -52,7 +52,7 @@ def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, 
     trials, front = analysis.trials, analysis.front
     assert ((trials["state"] == "COMPLETE") & ~trials["derived"]).sum() == 8
     assert len(front) >= 1 and front["feasible"].all()
-    assert trials["accuracy"].between(60, 100).all() and trials["accuracy"].max() >= 75
+    assert trials["accuracy"].between(40, 100).all() and trials["accuracy"].max() >= 75  # as in test_cli.py
     assert analysis.hypervolume > 0 and analysis.reference_source == "fixed in the study definition"
     assert analysis.history["hypervolume"].is_monotonic_increasing
     picks = analysis.picks()

@@ -19,6 +19,11 @@ The AdaptivFloat activation fake-quantization of a design models the accelerator
 is left out of both artifacts (on CPU, int8 dynamic quantization takes its place), so the fp32
 artifact's accuracy can differ slightly from the trial's; both are reported.
 
+The exit thresholds were chosen on fp32 entropies. int8 activations perturb the intermediate
+off-ramps most (the hidden state they read has one outlier dimension that sets the per-tensor
+activation scale), so with early exit the int8 artifact can lose points it does not lose
+without it: ``benchmarks/deploy_int8_ablation.py`` and docs/outputs-export-deploy.md.
+
 TorchScript because early exit is data-dependent control flow: ``torch.export`` would need it
 rewritten with ``torch.cond``. torch 2.13 marks ``torch.jit`` deprecated but runs it.
 """

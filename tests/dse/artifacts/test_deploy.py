@@ -113,6 +113,14 @@ def test_deploy_writes_artifacts_that_load_without_dse(compressed_bert: EarlyExi
     assert f"{FP32_FILE} (1, 2)" in run.stdout and "(3, 1, 2)" in run.stdout
 
 
+def test_deploy_measures_the_first_max_rows(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
+    rows = encoded(tiny_tokenizer(), texts(30))
+    export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
+    report = deploy_export(tmp_path / "knee", threads=1, max_rows=4, glue_dir=_glue(tmp_path))
+    assert report.dev_rows == 4  # of the export's 10
+    assert json.loads((report.path / DEPLOY_FILE).read_text())["_data"]["measured"]["dev_rows"] == 4
+
+
 @pytest.mark.parametrize(("case", "message"), [
     ("missing", "no such export folder"),
     ("empty", "not a design export folder (no model/config.json"),
