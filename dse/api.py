@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dse.config import StudyConfig, TaskSettings, config_hash, load_study_config
+from dse.config import StudyConfig, TaskSettings, check_knob_value, config_hash, load_study_config
 from dse.errors import DSEError
 
 if TYPE_CHECKING:  # pragma: no cover - types only: the modules behind them are heavy
@@ -46,6 +46,7 @@ __all__ = [
     "PreparedTask",
     "Progress",
     "Study",
+    "check_definition_paths",
     "check_pick",
     "config_hash",
     "config_schema",
@@ -121,16 +122,20 @@ class Study:
 
     @classmethod
     def create(cls, definition: PathLike | StudyConfig, *, results_dir: PathLike = "results",
-               storage: str | None = None) -> Study:
+               storage: str | None = None, sampler: str | None = None, seed: int | None = None) -> Study:
         """A study of ``definition`` (a YAML file or a :class:`~dse.config.StudyConfig`) in
         ``results_dir/<name>``; :meth:`run` continues it if that folder holds the same definition.
 
         ``storage``: ``journal`` (default), ``sqlite``, ``sqlite:///PATH`` or
         ``postgresql+psycopg2://USER@HOST:PORT/DB`` (overrides the definition's).
+        ``sampler`` (``tpe``, ``nsga2``, ``gp``, ``random``) and ``seed`` override the definition's
+        sampler; the folder records the choice, and a folder run with another one is refused.
         """
-        from dse.study.engine import StudyFolder
+        from dse.study.engine import StudyFolder, sampler_option
 
         config = _definition(definition)
+        if sampler is not None or seed is not None:
+            config = config.model_copy(update={"sampler": sampler_option(config.sampler, sampler, seed)})
         if storage is not None:
             from dse.study.storage import storage_option
 
@@ -226,10 +231,11 @@ class Study:
                           reference=study_reference(trials, self._config)[0])
 
     def export(self, *, pick: str | None = None, trial: int | None = None,
-               out: PathLike | None = None) -> DesignExport:
+               out: PathLike | None = None, force: bool = False) -> DesignExport:
         """Write one design (exactly one of ``pick`` or ``trial``) into the folder ``out``
         (default ``<study>/exports/<pick or trial-N>``): design.json, model/ (Hugging Face),
-        accelerator.json."""
+        accelerator.json. A non-empty ``out`` that is not an export of the same design is
+        refused unless ``force`` (a ``model/`` we did not write is never replaced)."""
         from dse.analysis.results import pick_label
         from dse.artifacts.export import export_design
 
@@ -241,7 +247,7 @@ class Study:
             trial = self._pick(study, pick)
         name = pick_label(pick) if pick is not None else f"trial-{trial}"
         target = Path(out) if out is not None else self.path / "exports" / name
-        path = export_design(study, self._config, trial, target, cache_dir=self._folder.cache)
+        path = export_design(study, self._config, trial, target, cache_dir=self._folder.cache, force=force)
         return DesignExport(Path(path), trial, pick)
 
     def report(self, *, out: PathLike | None = None, design: str = "knee") -> Path:
@@ -348,6 +354,8 @@ def evaluate_trace(csv_path: PathLike, *, threshold: float, model: str = "all-Mi
 
     ``model``: whose shapes to use; ``latency_target_ms``: turns on DVFS aiming for it.
     """
+    import csv
+
     from transformers import AutoConfig
 
     from dse.modeling.loading import resolve_model_source
@@ -355,8 +363,22 @@ def evaluate_trace(csv_path: PathLike, *, threshold: float, model: str = "all-Mi
                           exit_layers_from_entropies, fit_exit_predictor, load_entropy_trace)
 
     csv_path = Path(csv_path)
+    # before any work, each a line naming the problem (not a pydantic dump, not a misleading "does not exist")
+    if csv_path.is_dir():
+        raise DSEError(f"{csv_path} is a folder; give the CSV trace file")
+    if not csv_path.is_file():
+        raise DSEError(f"{csv_path}: no such file")
+    try:
+        check_knob_value("envm_cell", envm_cell)
+    except ValueError as exc:
+        raise DSEError(f"--envm-cell: {str(exc).removeprefix('envm_cell: ')}") from None
     try:
         entropies, tokens = load_entropy_trace(csv_path)
+    except (UnicodeDecodeError, csv.Error):  # csv.Error: NUL bytes
+        raise DSEError(f"{csv_path}: not a text CSV file (binary or not UTF-8)") from None
+    except ValueError as exc:  # the trace loader's messages name the file
+        raise DSEError(str(exc).strip().splitlines()[0]) from None
+    try:
         shape = ModelShape.from_hf_config(AutoConfig.from_pretrained(resolve_model_source(model)),
                                           num_labels=num_labels)
         if entropies.shape[1] != shape.num_layers:
@@ -378,6 +400,13 @@ def evaluate_trace(csv_path: PathLike, *, threshold: float, model: str = "all-Mi
         "p95_latency_ms": hw.p95_latency_ms, "target_met_fraction": hw.fraction_target_met,
         "area_mm2": hw.area_mm2, "valid": hw.valid,
     }
+
+
+def check_definition_paths(config: StudyConfig) -> None:
+    """Raise :class:`DSEError` (one line) unless ``config``'s model and GLUE folder exist."""
+    from dse.evaluation.context import check_paths
+
+    check_paths(config)
 
 
 def config_schema() -> dict[str, Any]:

@@ -96,7 +96,8 @@ def _run(study: api.Study, *, n_trials: int | None, executor: ExecutorKind | Non
         if status is not None:
             status.stop()
     console.print(f"{stats.completed} trials complete ({stats.failed} failed this run, "
-                  f"{stats.cache_hits} cache hits, {stats.derived} derived designs from the cheap-knob sweep) "
+                  f"{stats.cache_hits} cache hits, {stats.derived} derived designs from the cheap-knob sweep, "
+                  f"{stats.screened} ruled out by the hardware model before any model run) "
                   f"in {time.perf_counter() - start:.0f} s")
     _write_outputs(study)
 
@@ -145,10 +146,13 @@ def study_run(
     max_in_flight: Annotated[Optional[int], MaxInFlight] = None,
     storage: Annotated[Optional[str], typer.Option(
         "--storage", help="journal (default), sqlite, sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DB")] = None,
+    sampler: Annotated[Optional[str], typer.Option(
+        "--sampler", help="tpe, nsga2, gp or random (default: the study definition's; kept on resume)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="sampler seed (default: the definition's)")] = None,
 ) -> None:
     """Run a study (continues it if its folder already exists with the same definition)."""
-    _run(api.Study.create(space, results_dir=results_dir, storage=storage), n_trials=n_trials, executor=executor,
-         ray_address=ray_address, max_in_flight=max_in_flight)
+    _run(api.Study.create(space, results_dir=results_dir, storage=storage, sampler=sampler, seed=seed),
+         n_trials=n_trials, executor=executor, ray_address=ray_address, max_in_flight=max_in_flight)
 
 
 @study_app.command("resume")
@@ -191,11 +195,13 @@ def export(
     trial: Annotated[Optional[int], typer.Option("--trial", min=0)] = None,
     output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="export folder (default: DIR/exports/<pick or trial-N>)")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="write into a non-empty folder that is not an export of this design")] = False,
 ) -> None:
     """Write a chosen design into a folder: design.json, model/ (Hugging Face), accelerator.json."""
     if (pick is None) == (trial is None):
         raise DSEError("give exactly one of --pick or --trial")
-    exported = api.Study.open(directory).export(pick=pick, trial=trial, out=output)
+    exported = api.Study.open(directory).export(pick=pick, trial=trial, out=output, force=force)
     console.print(f"exported trial {exported.trial} to {exported.path}/ (design.json, model/, accelerator.json)")
 
 
@@ -298,6 +304,7 @@ def trace(
 def config_validate(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
     """Check a study definition and print its hash."""
     config = api.load_study_config(space)
+    api.check_definition_paths(config)  # the model and GLUE folders exist (what a run needs first)
     console.print(f"{space}: valid ({len(config.search_space)} knobs searched, "
                   f"{config.n_trials} trials, hash {api.config_hash(config)[:12]})")
 

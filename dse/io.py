@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
-__all__ = ["atomic_folder", "atomic_write", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_folder", "atomic_write", "check_writable", "remove_stale_temps", "write_bytes_atomic",
+           "write_text_atomic"]
 
 
 def _temp_name(target: Path) -> Path:
@@ -137,3 +138,47 @@ def atomic_folder(path: str | os.PathLike[str], *,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ``OSError`` now if files cannot be created in the folder ``path`` (or, when it does
+    not exist yet, in its nearest existing parent): callers check before minutes of work."""
+    existing = Path(path)
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(20, "not a folder", str(existing))
+    probe = existing / f".write-check.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    probe.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files and folders that a killed writer left in ``folder`` (ours are
+    named ``.<target>.<pid>-<token>.tmp``; a live writer's are kept); returns what was removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(".*.tmp"):
+        pid_token = tmp.name.removesuffix(".tmp").rsplit(".", 1)[-1]
+        pid, _, token = pid_token.partition("-")
+        if not (pid.isdigit() and len(token) == 8) or _alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed

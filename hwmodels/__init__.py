@@ -10,7 +10,7 @@ from hwmodels.dvfs import ExitPredictor, fit_exit_predictor, frequency_mhz, volt
 from hwmodels.envm import ENVM_CELLS, EnvmCell, envm_cell
 from hwmodels.evaluate import (BatchResult, HardwareResult, evaluate_configs, evaluate_hardware,
                                evaluate_hardware_batch)
-from hwmodels.export import accelerator_parameter_file, adaptivfloat_bias
+from hwmodels.export import accelerator_parameter_file, adaptivfloat_bias, design_from_parameter_file
 from hwmodels.traces import exit_layers_from_entropies, load_entropy_trace
 from hwmodels.workload import ModelShape
 
@@ -26,6 +26,7 @@ __all__ = [
     "ModelShape",
     "accelerator_parameter_file",
     "adaptivfloat_bias",
+    "design_from_parameter_file",
     "envm_cell",
     "evaluate_configs",
     "evaluate_hardware",

@@ -86,6 +86,7 @@ def accelerator_parameter_file(hardware: HardwareConfig, compression: Compressio
     return {
         "vector_size": v,
         "vmac_lanes": hardware.vmac_lanes,
+        "sram_kb": hardware.sram_kb,  # the buffers' entry counts round it down; the loader needs it exactly
         "macs_per_cycle": hardware.vmac_lanes * v,
         "double_buffered": hardware.double_buffered,
         "zero_skipping": hardware.zero_skipping,
@@ -110,3 +111,33 @@ def accelerator_parameter_file(hardware: HardwareConfig, compression: Compressio
                  "nominal_voltage_v": hardware.voltage_v, "switch_time_us": dvfs.SWITCH_TIME_NS / 1e3,
                  "design_tokens": tokens, "entropy_fraction_bits": _FRAC_BITS, "lut": lut},
     }
+
+
+def design_from_parameter_file(params: Mapping[str, Any]) -> tuple[HardwareConfig, CompressionProfile,
+                                                                      ExitPredictor | None]:
+    """The hardware, compression profile and DVFS exit predictor an accelerator parameter file
+    describes (the inverse of :func:`accelerator_parameter_file`): re-cost an exported chip
+    with :func:`hwmodels.evaluate_hardware` and nothing else."""
+    af = params["adaptivfloat"]
+    dv = params["dvfs"]
+    hardware = HardwareConfig(
+        vmac_lanes=params["vmac_lanes"], vector_size=params["vector_size"], sram_kb=params["sram_kb"],
+        envm_cell=params["envm"]["cell"], voltage_v=dv["nominal_voltage_v"], dvfs=dv["enabled"],
+        latency_target_ms=dv["latency_target_ms"], zero_skipping=params["zero_skipping"],
+        double_buffered=params["double_buffered"],
+    )
+    compression = CompressionProfile(
+        encoder_density=params["sparsity"]["encoder_density"],
+        embedding_density=params["sparsity"]["embedding_density"],
+        weight_bits=af["weight"]["word_bits"], weight_exp_bits=af["weight"]["exp_bits"],
+        activation_bits=af["activation"]["word_bits"], attention_span=params["attention_span"],
+    )
+    predictor = None
+    if dv["lut"]:
+        rows = sorted(dv["lut"], key=lambda r: r["bin"])
+        predictor = ExitPredictor(
+            inner_edges=np.array([r["entropy_high"] for r in rows[:-1]], dtype=float),
+            exit_layer_per_bin=np.array([r["predicted_exit_layer"] for r in rows]),
+            quantile=float("nan"),  # how the table was fitted is not part of the chip
+        )
+    return hardware, compression, predictor

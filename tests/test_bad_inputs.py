@@ -165,11 +165,15 @@ CASES: list[Case] = [
     ("multitask-scoped-hardware-knob", ["config", "validate", "{spec}"],
      lambda w: _with(task=None, tasks=[{"name": "sst2"}, {"name": "rte"}],
                      search_space={"rte.vmac_lanes": {"type": "categorical", "choices": [4, 8]}})),
-    ("model-path-missing", ["prepare", "{spec}"], lambda w: _nested("model.name", "/nonexistent/minilm")),
-    ("model-folder-no-config", ["prepare", "{spec}"], lambda w: _nested("model.name", str(w / "model-no-config"))),
+    # a readable GLUE folder, so that these reach the check they name
+    ("model-path-missing", ["prepare", "{spec}"],
+     lambda w: {**_nested("model.name", "/nonexistent/minilm"), "data": {"glue_dir": str(w / "glue" / "two-tasks")}}),
+    ("model-folder-no-config", ["prepare", "{spec}"],
+     lambda w: {**_nested("model.name", str(w / "model-no-config")),
+                "data": {"glue_dir": str(w / "glue" / "two-tasks")}}),
     # results folders
     ("results-dir-under-a-file", ["study", "run", "{spec}", "--results-dir", "{world}/results/plain-file/x"],
-     lambda w: GOOD),
+     lambda w: _with(data={"glue_dir": str(w / "glue" / "two-tasks")})),
     ("results-of-another-study", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
      lambda w: _with(n_trials=5)),
     ("results-other-storage", ["study", "run", "{spec}", "--results-dir", "{world}/results", "--storage", "sqlite"],
@@ -185,10 +189,181 @@ CASES: list[Case] = [
     ("cli-zero-trials", ["study", "run", "{spec}", "--n-trials", "0"], lambda w: GOOD),
     ("cli-bad-executor", ["study", "run", "{spec}", "--executor", "dask"], lambda w: GOOD),
     ("cli-bad-storage", ["study", "run", "{spec}", "--storage", "mysql://u@h/db"], lambda w: GOOD),
+    ("cli-unknown-sampler", ["study", "run", "{spec}", "--sampler", "cmaes"], lambda w: GOOD),
+    ("cli-negative-seed", ["study", "run", "{spec}", "--seed", "-1"], lambda w: GOOD),
+    ("results-other-sampler", ["study", "run", "{spec}", "--results-dir", "{world}/results", "--sampler", "nsga2"],
+     lambda w: GOOD),
     ("cli-zero-in-flight", ["study", "resume", "{world}/results/bad-inputs", "--max-in-flight", "0"], None),
     ("cli-bad-format", ["study", "status", "{world}/results/bad-inputs", "--format", "xml"], None),
     ("cli-export-pick-and-trial", ["export", "{world}/results/bad-inputs", "--pick", "knee", "--trial", "1"], None),
+    # issue #16: hostile definitions (validation before any work)
+    ("yaml-duplicate-key", ["config", "validate", "{spec}"], lambda w: "name: a\nname: b\nsearch_space: {}\n"),
+    ("yaml-too-deep", ["config", "validate", "{spec}"], lambda w: "name: " + "[" * 2000 + "]" * 2000 + "\n"),
+    ("yaml-too-large", ["config", "validate", "{spec}"], lambda w: yaml.safe_dump(GOOD) + "#" * 2_000_000 + "\n"),
+    ("step-infinite", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: _with(name="inf-step", search_space={"exit_threshold": {"type": "float", "low": 0.0, "high": 0.6,
+                                                                       "step": float("inf")}})),
+    ("step-not-dividing", ["config", "validate", "{spec}"],
+     lambda w: _with(search_space={"exit_threshold": {"type": "float", "low": 0.0, "high": 0.6, "step": 0.25}})),
+    ("step-larger-than-range", ["config", "validate", "{spec}"],
+     lambda w: _with(search_space={"vmac_lanes": {"type": "int", "low": 4, "high": 16, "step": 32}})),
+    ("n-trials-bool", ["config", "validate", "{spec}"], lambda w: _with(n_trials=True)),
+    ("dvfs-as-numbers", ["config", "validate", "{spec}"],
+     lambda w: _with(search_space={"dvfs": {"type": "categorical", "choices": [0, 1]}})),
+    # issue #15: inert or degenerate knobs, number formats that fail at run time
+    ("gpus-per-trial", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: _with(name="gpus", executor={"kind": "ray", "gpus_per_trial": 1})),
+    ("exit-threshold-on-regression", ["config", "validate", "{spec}"], lambda w: _with(task="stsb")),
+    ("embedding-pruning-after-last-step", ["config", "validate", "{spec}"],
+     lambda w: _with(fixed={"train_embedding_pruning": 0.3, "train_epochs": 1.0})),
+    ("edgebert-hw-format-6-bits", ["config", "validate", "{spec}"],
+     lambda w: _with(fixed={"weight_format": "edgebert_hw", "weight_bits": 6})),
+    ("activation-bits-too-few", ["config", "validate", "{spec}"], lambda w: _with(fixed={"activation_bits": 2})),
+    # issue #16: damaged results folders
+    ("results-config-yaml-error", ["study", "status", "{world}/results/damaged-yaml"],
+     lambda w: _damaged_copy(w, "damaged-yaml", b"name: [unclosed\n")),
+    ("results-config-not-utf8", ["pareto", "{world}/results/damaged-utf8"],
+     lambda w: _damaged_copy(w, "damaged-utf8", b"name: \xff\xfe\n")),
+    ("results-storage-edited", ["study", "resume", "{world}/results/storage-edited"],
+     lambda w: _damaged_copy(w, "storage-edited", yaml.safe_dump(
+         {**parse_study_config(GOOD, source="good").model_dump(mode="json"),
+          "storage": {"kind": "sqlite", "url": f"sqlite:///{w}/elsewhere.db"}}).encode())),
+    ("validate-model-path-missing", ["config", "validate", "{spec}"],
+     lambda w: _nested("model.name", "/nonexistent/minilm")),
+    ("validate-offline-hub-model", ["config", "validate", "{spec}"],  # HF_HUB_OFFLINE=1 in the test
+     lambda w: _nested("model.name", "google/bert_uncached_for_dse_tests")),
+    ("run-offline-hub-model", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: {**_nested("model.name", "google/bert_uncached_for_dse_tests"), "name": "offline-hub"}),
+    ("validate-glue-dir-missing", ["config", "validate", "{spec}"], _glue("does-not-exist")),
+    ("trace-bogus-envm-cell", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--envm-cell", "bogus"],
+     lambda w: _trace(w, b"tokens,entropy_1\n5,0.1\n")),
+    ("trace-binary-csv", ["trace", "{world}/trace.csv", "--threshold", "0.2"],
+     lambda w: _trace(w, b"tokens,entropy_1\n5,\x00\x01\x02\n")),  # NUL bytes: csv.Error
+    ("trace-is-a-folder", ["trace", "{world}/glue", "--threshold", "0.2"], None),
+    ("pareto-plots-not-writable", ["pareto", "{world}/results/plots-blocked"],
+     lambda w: _damaged_copy(w, "plots-blocked", None, plots=b"a file where plots/ goes")),
+    ("report-plots-not-writable", ["report", "{world}/results/plots-blocked-2"],
+     lambda w: _damaged_copy(w, "plots-blocked-2", None, plots=b"a file where plots/ goes")),
+    ("export-into-a-non-empty-folder", ["export", "{world}/results/bad-inputs", "--trial", "0", "-o", "{world}/glue"],
+     None),
 ]
+
+
+# What each case's one line must say ({world}: the test's folder), so that a case passes only
+# when it reaches the check it names (not an earlier one, e.g. a missing GLUE folder).
+EXPECTED: dict[str, str] = {
+    "yaml-syntax": "yaml-syntax.yaml: YAML syntax error at line 2",
+    "yaml-bad-mapping": "YAML syntax error at line 1, column 8: mapping values are not allowed",
+    "yaml-tab-indent": "found character '\\t' that cannot start any token",
+    "yaml-not-mapping": "yaml-not-mapping.yaml: a study definition must be a YAML mapping",
+    "yaml-empty": "yaml-empty.yaml: a study definition must be a YAML mapping",
+    "yaml-not-utf8": "yaml-not-utf8.yaml: cannot read (UnicodeDecodeError)",
+    "yaml-python-tag": "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply",
+    "unknown-key": "unknown-key.yaml: trials: unknown key",
+    "unknown-nested-key": "model.layers: unknown key",
+    "wrong-type": "n_trials: Input should be a valid integer",
+    "zero-trials": "n_trials: Input should be greater than or equal to 1",
+    "bounds-reversed-float": "search_space.encoder_pruning.float: low (0.5) is greater than high (0.1)",
+    "bounds-reversed-int": "search_space.vmac_lanes.int: low (64) is greater than high (8)",
+    "bounds-illegal": "encoder_pruning: 1.5 is outside the legal range",
+    "empty-search-space": "search_space: Dictionary should have at least 1 item",
+    "unknown-knob": "search_space: unknown knob 'warp_drive'",
+    "int-knob-as-float": "vmac_lanes takes integers; use type: int",
+    "log-from-zero": "search_space.sram_kb.float: log scale needs low > 0",
+    "unknown-envm-cell": "envm_cell: 'dram_cell' is not one of",
+    "unknown-envm-cell-fixed": "envm_cell: 'core_memory' is not one of",
+    "unknown-task": "unknown GLUE task 'sst3'",
+    "unknown-objective": "unknown objective 'happiness'",
+    "duplicate-objective": "objectives are listed twice",
+    "unknown-sampler": "sampler.name: Input should be 'tpe'",
+    "unknown-executor": "executor.kind: Input should be 'inline' or 'ray'",
+    "postgres-without-url": "postgresql storage needs a url",
+    "future-version": "version 2 is not supported",
+    "bad-study-name": "name: String should match pattern",
+    "missing-file": "{world}/specs/nope.yaml: no such file",
+    "file-is-folder": "{world}/specs: cannot read (IsADirectoryError)",
+    "glue-dir-missing": "GLUE folder '{world}/glue/does-not-exist' (from glue_dir in the study definition) does not exist",
+    "glue-task-missing": "GLUE task folder '{world}/glue/no-task/SST-2' not found",
+    "glue-file-missing": "missing GLUE file {world}/glue/missing-dev/SST-2/dev.tsv",
+    "glue-file-unreadable": "GLUE file {world}/glue/unreadable/SST-2/train.tsv",
+    "glue-file-no-permission": "cannot read GLUE file {world}/glue/no-permission/SST-2/",
+    "glue-row-malformed": "malformed row in {world}/glue/bad-row/SST-2/dev.tsv line 2",
+    "glue-label-malformed": "bad label 'seven' in {world}/glue/bad-label/SST-2/dev.tsv line 2",
+    "glue-no-rows": "GLUE file {world}/glue/header-only/SST-2/dev.tsv has a header but no data rows",
+    "glue-empty-file": "GLUE file {world}/glue/empty-file/SST-2/train.tsv is empty",
+    "glue-not-utf8": "GLUE file {world}/glue/not-utf8/SST-2/dev.tsv is not valid UTF-8",
+    "multitask-task-without-train": "missing GLUE file {world}/glue/two-tasks/QNLI/train.tsv",
+    "multitask-run-task-without-train": "missing GLUE file {world}/glue/two-tasks/QNLI/train.tsv",
+    "multitask-scoped-hardware-knob": "'vmac_lanes' cannot differ between tasks",
+    "model-path-missing": "model path /nonexistent/minilm does not exist",
+    "model-folder-no-config": "model folder {world}/model-no-config has no config.json",
+    "results-dir-under-a-file": "cannot write the results folder {world}/results/plain-file/x/bad-inputs",
+    "results-of-another-study": "{world}/results/bad-inputs holds a different study definition",
+    "results-other-storage": "{world}/results/bad-inputs keeps its trials in journal:",
+    "resume-not-a-study": "{world}/glue is not a study folder (no config.yaml)",
+    "status-not-a-study": "{world}/specs is not a study folder (no config.yaml)",
+    "pareto-missing-folder": "{world}/results/nothing-here is not a study folder",
+    "cli-unknown-command": "No such command 'frobnicate'",
+    "cli-unknown-option": "No such option: --colour",
+    "cli-missing-argument": "Missing argument 'space'",
+    "cli-bad-int": "Invalid value for '--n-trials': Input should be a valid integer",
+    "cli-zero-trials": "Invalid value for '--n-trials': Input should be greater than or equal to 1",
+    "cli-bad-executor": "Invalid value for '--executor'",
+    "cli-bad-storage": "--storage mysql://u@h/db: expected journal, sqlite",
+    "cli-unknown-sampler": "unknown sampler 'cmaes'",
+    "cli-negative-seed": "Invalid value for '--seed'",
+    "results-other-sampler": "was run with sampler tpe (seed 0), not nsga2",
+    "cli-zero-in-flight": "Invalid value for '--max-in-flight'",
+    "cli-bad-format": "Invalid value for '--format'",
+    "cli-export-pick-and-trial": "give exactly one of --pick or --trial",
+    "yaml-duplicate-key": "duplicate key 'name'",
+    "yaml-too-deep": "nested deeper than 32 levels",
+    "yaml-too-large": "is too large for a study definition",
+    "step-infinite": "step must be a finite number, got inf",
+    "step-not-dividing": "step 0.25 does not divide the range 0.0..0.6",
+    "step-larger-than-range": "step 32 does not divide the range 4..16",
+    "n-trials-bool": "n_trials: Input should be a valid integer",
+    "dvfs-as-numbers": "dvfs: 0 is not one of False, True",
+    "gpus-per-trial": "executor: gpus_per_trial=1: trials run on CPU, nothing would use the GPU",
+    "exit-threshold-on-regression": "exit_threshold: stsb is a regression task",
+    "embedding-pruning-after-last-step": "train_embedding_pruning > 0 with train_epochs <= 1 can be sampled",
+    "edgebert-hw-format-6-bits": "edgebert_hw is the accelerator's AdaptivFloat<8,3> only",
+    "activation-bits-too-few": "activation_bits=2 with weight_format 'paper2020', weight_exp_bits=3 can be sampled",
+    "results-config-yaml-error": "{world}/results/damaged-yaml/config.yaml: YAML syntax error",
+    "results-config-not-utf8": "{world}/results/damaged-utf8/config.yaml: cannot read (UnicodeDecodeError)",
+    "results-storage-edited": "{world}/results/storage-edited/config.yaml: storage was changed to sqlite:",
+    "validate-model-path-missing": "model path /nonexistent/minilm does not exist",
+    "validate-offline-hub-model": "model 'google/bert_uncached_for_dse_tests' is neither a local folder nor in the",
+    "run-offline-hub-model": "model 'google/bert_uncached_for_dse_tests' is neither a local folder nor in the",
+    "validate-glue-dir-missing": "GLUE folder '{world}/glue/does-not-exist' (from glue_dir in the study definition)",
+    "trace-bogus-envm-cell": "--envm-cell: 'bogus' is not one of",
+    "trace-binary-csv": "entropy trace {world}/trace.csv has a non-numeric cell",
+    "trace-is-a-folder": "{world}/glue is a folder; give the CSV trace file",
+    "pareto-plots-not-writable": "cannot write the study outputs into {world}/results/plots-blocked/plots",
+    "report-plots-not-writable": "cannot write the report into {world}/results/plots-blocked-2/plots",
+    "export-into-a-non-empty-folder": "{world}/glue is not empty and not an export of trial 0",
+}
+
+
+def _trace(world: Path, data: bytes) -> dict:
+    (world / "trace.csv").write_bytes(data)
+    return GOOD
+
+
+def _damaged_copy(world: Path, name: str, config_yaml: bytes | None, *, plots: bytes | None = None) -> dict:
+    """A copy of the world's results folder with config.yaml replaced and/or a file where plots/
+    goes (a folder we cannot write into, also for root); the case's spec is GOOD."""
+    import shutil
+
+    target = world / "results" / name
+    if not target.exists():
+        shutil.copytree(world / "results" / GOOD["name"], target)
+    if config_yaml is not None:
+        (target / "config.yaml").write_bytes(config_yaml)
+    if plots is not None:
+        shutil.rmtree(target / "plots", ignore_errors=True)
+        (target / "plots").write_bytes(plots)
+    return GOOD
 
 
 def _tree_hash(root: Path) -> str:
@@ -207,6 +382,7 @@ def test_bad_input_is_one_error_line(world: Path, name: str, argv: list[str],
     if name == "glue-file-no-permission" and os.geteuid() == 0:
         pytest.skip("root reads any file (glue-file-unreadable covers this for root)")
     monkeypatch.setenv("DSE_GLUE_DIR", str(world / "glue" / "does-not-exist"))  # never the real data
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never the network
     spec = _spec(world, name, make(world)) if make is not None else ""
     args = [a.replace("{spec}", spec).replace("{world}", str(world)) for a in argv]
     study_folder = world / "results" / GOOD["name"]
@@ -217,12 +393,15 @@ def test_bad_input_is_one_error_line(world: Path, name: str, argv: list[str],
     assert code != 0, out
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert EXPECTED[name].replace("{world}", str(world)) in lines[0]
     assert "Traceback" not in out + err
     assert _tree_hash(study_folder) == before  # existing results untouched
+    assert not (world / "elsewhere.db").exists()  # an edited storage: never a new database elsewhere
 
 
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) >= 30
+    assert sorted(EXPECTED) == sorted(c[0] for c in CASES)  # every case says what it must print
 
 
 def test_status_of_a_folder_from_an_incompatible_version(world: Path, tmp_path: Path,
@@ -246,3 +425,13 @@ def test_python_tags_in_yaml_are_never_executed(world: Path, tmp_path: Path) -> 
     assert main(["config", "validate", spec]) != 0
     assert not marker.exists()
     assert os.environ.get("DSE_GLUE_DIR") != str(world)  # the table's monkeypatch did not leak
+
+
+@pytest.mark.parametrize("broken", [{"model": {"name": "/nonexistent/minilm"}},
+                                    {"data": {"glue_dir": "/nonexistent/glue"}}], ids=["model", "glue"])
+def test_a_run_that_fails_on_a_path_leaves_no_folder_to_refuse_the_fix(
+        world: Path, tmp_path: Path, broken: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _spec(world, "path-then-fixed", {**_with(name="path-then-fixed"), **broken})
+    assert main(["study", "run", spec, "--results-dir", str(tmp_path)]) != 0
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "path-then-fixed").exists()  # so the corrected definition is not refused

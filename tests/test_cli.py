@@ -273,6 +273,8 @@ BAD_CLI = [
     (["deploy", "{tmp}/nope"], "no such export folder"),
     (["deploy", "{tmp}", "--threads", "0"], "Invalid value for '--threads'"),
     (["frobnicate"], "No such command"),
+    (["trace", "{tmp}", "--threshold", "0.2"], "is a folder; give the CSV trace file"),
+    (["trace", "{space}", "--threshold", "0.2", "--envm-cell", "bogus"], "--envm-cell: 'bogus' is not one of"),
 ]
 
 
@@ -410,3 +412,16 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == pytest.approx(data["metrics"])  # rebuilt from scratch: same figures
 
+
+@pytest.mark.integration
+def test_multitask_study_runs_on_ray(shared_cache_dir: Path, tmp_path: Path) -> None:
+    # per-task knobs leave no shared encoder_pruning: Ray's one-evaluation-per-key guard once
+    # crashed the coordinator on it; the fine-tunes come from the session's shared cache
+    env = {"DSE_GLUE_DIR": str(GLUE), "DSE_CACHE_DIR": str(shared_cache_dir)}
+    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_multitask.yaml"), "--results-dir", str(tmp_path),
+              "--executor", "ray", "--n-trials", "2", env=env)
+    assert run.returncode == 0, run.stderr
+    trials = pd.read_csv(tmp_path / "smoke_multitask" / "trials.csv")
+    done = trials[(trials["state"] == "COMPLETE") & ~trials["derived"]]
+    assert len(done) == 2 and (trials["state"] != "FAIL").all()
+    assert done["sst2.accuracy"].notna().all() and done["qnli.accuracy"].notna().all()

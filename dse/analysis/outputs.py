@@ -16,7 +16,8 @@ import optuna
 from dse.analysis.plots import write_study_plots
 from dse.analysis.results import StudyAnalysis, analyse_study
 from dse.config import StudyConfig
-from dse.io import atomic_write
+from dse.errors import DSEError
+from dse.io import atomic_write, check_writable
 from dse.study.engine import StudyFolder, count_complete
 
 __all__ = ["TABLE_FILES", "StudyOutputs", "study_status", "write_study_outputs"]
@@ -40,6 +41,11 @@ class StudyOutputs:
 
 def write_study_outputs(analysis: StudyAnalysis, folder: StudyFolder) -> StudyOutputs:
     """trials.csv, pareto.csv, hypervolume.csv and every study-level plot, from ``analysis``."""
+    for where in (folder.path, folder.plots):  # one line before anything is written, not a traceback
+        try:
+            check_writable(where)
+        except OSError as exc:
+            raise DSEError(f"cannot write the study outputs into {where}: {exc.strerror}") from None
     tables = {}
     for name, table in (("trials", analysis.trials), ("pareto", analysis.front), ("hypervolume", analysis.history)):
         path = folder.path / TABLE_FILES[name]

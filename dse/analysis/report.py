@@ -23,7 +23,7 @@ from dse.analysis.plots import KNOB_LABELS, LABELS, plot_design_sentences, write
 from dse.analysis.results import StudyAnalysis, analyse_study, check_pick, pick_label, pick_trial
 from dse.config import StudyConfig
 from dse.errors import DSEError
-from dse.io import write_text_atomic
+from dse.io import check_writable, write_text_atomic
 from dse.study.engine import StudyFolder, open_study
 
 __all__ = ["DesignSentencesPlot", "design_sentences_plot", "render_report", "write_report"]
@@ -247,6 +247,11 @@ def write_report(folder: StudyFolder, output: Path | None = None, *, design: str
     """
     check_pick(design)  # fail before any work
     config = folder.load_config()
+    for where in ((output.parent if output else folder.path), folder.plots):
+        try:
+            check_writable(where)
+        except OSError as exc:
+            raise DSEError(f"cannot write the report into {where}: {exc.strerror}") from None
     study = open_study(folder, config, create=False)
     analysis = analyse_study(study, config)
     plots = write_study_plots(analysis, folder.plots)

@@ -41,14 +41,21 @@ def hypervolume(values: np.ndarray, directions: list[str], reference: np.ndarray
 
     Points that are not strictly better than the reference in every objective add nothing.
     """
-    from optuna._hypervolume import compute_hypervolume  # the only exact implementation
+    import moocore
 
+    loss, ref, inside = _as_loss(values, directions, reference)
+    if not inside.any():
+        return 0.0
+    return float(moocore.hypervolume(loss[inside], ref=ref))
+
+
+def _as_loss(values: np.ndarray, directions: list[str],
+             reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points and reference as losses (all minimized), and which points are strictly better than
+    the reference in every objective (the others dominate no volume)."""
     loss = to_minimize(np.asarray(values, dtype=float).reshape(-1, len(directions)), directions)
     ref = to_minimize(np.asarray(reference, dtype=float)[None], directions)[0]
-    loss = loss[np.all(loss < ref, axis=1)]
-    if len(loss) == 0:
-        return 0.0
-    return float(compute_hypervolume(loss, ref))
+    return loss, ref, np.all(loss < ref, axis=1)
 
 
 def reference_point(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -107,15 +114,14 @@ def hypervolume_history(trials: pd.DataFrame, config: StudyConfig, reference: np
 
 def hypervolume_contributions(front: pd.DataFrame, config: StudyConfig, reference: np.ndarray) -> np.ndarray:
     """Hypervolume each design alone adds to the front (total minus the total without it)."""
+    import moocore
+
     names, directions = config.objective_names(), config.directions()
-    values = front[names].to_numpy(dtype=float)
-    total = hypervolume(values, directions, reference)
-    keep = np.ones(len(values), dtype=bool)
-    out = np.zeros(len(values))
-    for i in range(len(values)):
-        keep[i] = False
-        out[i] = total - hypervolume(values[keep], directions, reference)
-        keep[i] = True
+    loss, ref, inside = _as_loss(front[names].to_numpy(dtype=float), directions, reference)
+    out = np.zeros(len(loss))
+    if inside.any():
+        # ignore_dominated=False: exactly "total minus total without it", dominated points included
+        out[inside] = moocore.hv_contributions(loss[inside], ref=ref, ignore_dominated=False)
     return out
 
 
@@ -140,6 +146,7 @@ def trials_table(study: optuna.Study, config: StudyConfig) -> pd.DataFrame:
         row["cache_hit"] = t.user_attrs.get("cache_hit")
         row["seconds"] = t.user_attrs.get("seconds")
         row["fail_reason"] = t.user_attrs.get("fail_reason")
+        row["screened"] = t.user_attrs.get("screened")  # PRUNED by the hardware model: why
         for name, value in t.user_attrs.get("knobs", t.params).items():
             row[f"knob.{name}"] = value
         breakdown = (t.user_attrs.get("details") or {}).get("energy_breakdown_uj") or {}

@@ -17,13 +17,14 @@ from typing import Any
 
 import optuna
 
-from dse.config import KNOBS, StudyConfig, TaskSettings, config_hash, knob_of, knobs_for_task, parse_study_config
+from dse.config import (KNOBS, StudyConfig, TaskSettings, check_knob_value, config_hash, knob_of, knobs_for_task,
+                        parse_study_config)
 from dse.errors import DSEError
-from dse.io import write_text_atomic
-from dse.study.pareto import feasible
+from dse.io import check_writable, remove_stale_temps, write_text_atomic
+from dse.study.pareto import feasible, named_constraints
 
 __all__ = ["ACCELERATOR_FILE", "DESIGN_FILE", "EXPORT_TYPE", "EXPORT_VERSION", "MODEL_DIR",
-           "READABLE_VERSIONS", "design_path", "design_record", "export_design", "load_design",
+           "READABLE_VERSIONS", "check_export_target", "design_path", "design_record", "export_design", "load_design",
            "write_design"]
 
 EXPORT_TYPE = "edgebert-dse.design"
@@ -57,19 +58,32 @@ def _task_prepared_keys(study: optuna.Study, config: StudyConfig) -> dict[str, s
 
 def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
                   cache_dir: Path | None = None,
-                  tensor_max_abs: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
-    """The design JSON of a COMPLETE trial (``tensor_max_abs``: per task, per-tensor AdaptivFloat biases)."""
+                  tensor_max_abs: dict[str, dict[str, float]] | None = None,
+                  profiles: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The design JSON of a COMPLETE trial (``tensor_max_abs``: per task, per-tensor AdaptivFloat
+    biases; ``profiles``: per task, the ``CompressionProfile`` the trial was costed with, needed
+    when it has training-time knobs: see :func:`export_design`)."""
+    from dse.compression.spec import CompressionSpec
+    from dse.evaluation.score import compression_profile
+
     trial = _complete_trial(study, number)
     knobs = trial.user_attrs["knobs"]
     accuracy_knobs = {k: v for k, v in knobs.items() if knob_of(k).affects_accuracy}
     keys = _task_prepared_keys(study, config)
-    accelerator = {
-        t.name: accelerator_section(
-            config, knobs_for_task(config.knob_values(knobs), t.name), task=t,
+    accelerator = {}
+    for t in config.task_settings():
+        task_knobs = knobs_for_task(config.knob_values(knobs), t.name)
+        profile = (profiles or {}).get(t.name)
+        if profile is None:
+            spec = CompressionSpec.from_knobs(task_knobs)
+            if not spec.training.is_noop:  # learned spans live in the fine-tuned model
+                raise DSEError(f"trial {number} has training-time knobs: its accelerator file needs "
+                               "the fine-tuned model (export the design folder)")
+            profile = compression_profile(spec)
+        accelerator[t.name] = accelerator_section(
+            config, task_knobs, task=t, profile=profile,
             train_entropy=cache_dir / f"train-entropy-{keys[t.name]}.npz" if cache_dir else None,
             tensor_max_abs=(tensor_max_abs or {}).get(t.name))
-        for t in config.task_settings()
-    }
     return {
         "_type": EXPORT_TYPE,
         "_version": EXPORT_VERSION,
@@ -83,7 +97,7 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
             "compression": accuracy_knobs,
             "hardware": {k: v for k, v in knobs.items() if k not in accuracy_knobs},
             "metrics": trial.user_attrs["metrics"],
-            "constraints": dict(trial.constraints or {}),
+            "constraints": named_constraints(trial),
             "feasible": feasible(trial),
             "details": trial.user_attrs.get("details", {}),
             "accelerator": accelerator if config.is_multitask else accelerator[config.task_settings()[0].name],
@@ -96,38 +110,40 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
 
 
 def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *, task: TaskSettings | None = None,
-                        train_entropy: Path | None,
+                        profile: Any, train_entropy: Path | None,
                         tensor_max_abs: dict[str, float] | None = None) -> dict[str, Any]:
     """The design as a parameter file in EdgeBERT accelerator terms (``hwmodels``).
 
-    With DVFS, the entropy -> exit-layer lookup table is fitted on the study's cached
-    training-set entropies, exactly as the trial evaluation does.
+    ``profile`` is the trial's ``CompressionProfile`` (:func:`dse.evaluation.score.compression_profile`:
+    trained sparsity, learned spans, activation bits) and the hardware comes from the same
+    function as the trial's, so re-costing the file gives the trial's figures. With DVFS, the
+    entropy -> exit-layer lookup table is fitted on the study's cached training-set entropies,
+    exactly as the trial evaluation does.
     """
-    import numpy as np
     from transformers import AutoConfig
 
     from dse.config import task_spec
     from dse.modeling.loading import resolve_model_source
-    from hwmodels import (CompressionProfile, HardwareConfig, ModelShape, accelerator_parameter_file,
-                          exit_layers_from_entropies, fit_exit_predictor)
+    from dse.evaluation.score import hardware_config
+    from hwmodels import ModelShape, accelerator_parameter_file, exit_layers_from_entropies, fit_exit_predictor
 
     hf_config = AutoConfig.from_pretrained(resolve_model_source(config.model.name))
     task = task or config.task_settings()[0]
     shape = ModelShape.from_hf_config(hf_config, num_labels=task_spec(task.name).num_labels)
-    profile = CompressionProfile(
-        encoder_density=1 - knobs["encoder_pruning"], embedding_density=1 - knobs["embedding_pruning"],
-        weight_bits=knobs["weight_bits"], weight_exp_bits=knobs["weight_exp_bits"],
-        attention_span=None if knobs["attention_span"] >= 512 else knobs["attention_span"],
-    )
-    hardware = HardwareConfig(
-        vmac_lanes=knobs["vmac_lanes"], vector_size=knobs["vector_size"], sram_kb=knobs["sram_kb"],
-        envm_cell=knobs["envm_cell"], voltage_v=knobs["voltage_v"], dvfs=knobs["dvfs"],
-        latency_target_ms=knobs["latency_target_ms"],
-    )
+    hardware = hardware_config(knobs)
     predictor = None
-    if knobs["dvfs"] and train_entropy is not None and train_entropy.is_file():
-        with np.load(train_entropy, allow_pickle=False) as data:
-            ent = data["entropy"]
+    if hardware.dvfs:
+        if train_entropy is None or not train_entropy.is_file():  # without it the chip would have no LUT
+            raise DSEError(f"a DVFS design's exit-predictor table is fitted on the study's training-set "
+                           f"entropies, and {train_entropy or 'the study cache'} is missing; run the study "
+                           "again to rebuild it")
+        from dse.evaluation.context import load_arrays
+
+        arrays = load_arrays(train_entropy, ("entropy",))  # never unpickled; a damaged one is discarded
+        if arrays is None:
+            raise DSEError(f"{train_entropy} was damaged and has been discarded; run the study again "
+                           "(dse study resume) to rebuild it, then export again")
+        ent = arrays["entropy"]
         predictor = fit_exit_predictor(ent[:, 0], exit_layers_from_entropies(ent, knobs["exit_threshold"]))
     return accelerator_parameter_file(hardware, profile, shape, predictor, tensor_max_abs=tensor_max_abs)
 
@@ -155,7 +171,7 @@ def _quantized_max_abs(model: Any) -> dict[str, float]:
 
 
 def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Path, *,
-                  cache_dir: Path | None = None) -> Path:
+                  cache_dir: Path | None = None, force: bool = False) -> Path:
     """Write trial ``number`` into the folder ``out``: design.json, model/, accelerator.json
     (a multi-task design: design.json and one <task>/model/, <task>/accelerator.json per task).
 
@@ -168,21 +184,22 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
     from dse.artifacts.hf_export import DevRows, save_exported_model
     from dse.compression.apply import compress
     from dse.compression.spec import CompressionSpec
-    from dse.evaluation import prepare_for_study, study_trial_model
+    from dse.evaluation import prepare_for_study
+    from dse.evaluation.context import study_trained_model
+    from dse.evaluation.score import compression_profile
     from dse.modeling.loading import load_tokenizer, resolve_model_source
 
     out = Path(out)
-    if out.suffix == ".json":
-        raise DSEError(f"{out}: the export is a folder (design.json, model/, accelerator.json); "
-                       "give a folder name")
-    if out.exists() and not out.is_dir():
-        raise DSEError(f"{out} exists and is not a folder")
     trial = _complete_trial(study, number)
+    for task in config.task_settings():  # a killed export's half-written model/ (tens of MB): ours, by name
+        remove_stale_temps(out / _task_dir(config, task))
+    check_export_target(out, config, number, force=force)  # before any work: refuse early
     knobs = config.knob_values(trial.user_attrs["knobs"])
     metrics = trial.user_attrs["metrics"]
     keys = _task_prepared_keys(study, config)
     tokenizer = load_tokenizer(resolve_model_source(config.model.name))
     max_abs: dict[str, dict[str, float]] = {}
+    profiles = {}
     for task in config.task_settings():
         task_knobs = knobs_for_task(knobs, task.name)
         prepared = prepare_for_study(config, task)
@@ -191,7 +208,10 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
                            f"{keys[task.name]} (model, data, fine-tuning settings or torch changed); "
                            "its accuracy would differ")
         spec = CompressionSpec.from_knobs(task_knobs)  # training-time knobs: start from the trained model
-        compressed, achieved = compress(study_trial_model(config, prepared, spec.training, task), spec)
+        trained = study_trained_model(config, prepared, spec.training, task)
+        compressed, achieved = compress(prepared.model if trained is None else trained.model, spec)
+        # the profile the trial was costed with: trained sparsity, learned spans, activation bits
+        profiles[task.name] = compression_profile(spec, trained_info=None if trained is None else trained.info)
         prefix = f"{task.name}." if config.is_multitask else ""
         save_exported_model(
             compressed, tokenizer, out / _task_dir(config, task) / MODEL_DIR,
@@ -207,13 +227,75 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
                                 if prefix + k in metrics}},
         )
         max_abs[task.name] = _quantized_max_abs(compressed)
-    record = design_record(study, config, number, cache_dir=cache_dir, tensor_max_abs=max_abs)
+    record = design_record(study, config, number, cache_dir=cache_dir, tensor_max_abs=max_abs, profiles=profiles)
     accelerator = record["_data"]["accelerator"]
     for task in config.task_settings():
         write_design(accelerator[task.name] if config.is_multitask else accelerator,
                      out / _task_dir(config, task) / ACCELERATOR_FILE)
     write_design(record, out / DESIGN_FILE)
     return out
+
+
+def _ours(path: Path, config: StudyConfig) -> set[Path]:
+    """The paths an export of ``config`` writes inside its folder (nothing else is ever replaced)."""
+    names = {Path(DESIGN_FILE)}
+    for task in config.task_settings():
+        names |= {Path(_task_dir(config, task)) / MODEL_DIR, Path(_task_dir(config, task)) / ACCELERATOR_FILE}
+    return {path / n for n in names}
+
+
+def _is_exported_model(folder: Path) -> bool:
+    from dse.artifacts.hf_export import CONFIG_KEY
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and CONFIG_KEY in config
+
+
+def check_export_target(out: Path, config: StudyConfig, number: int, *, force: bool = False) -> None:
+    """Refuse, before any work, a target we could not write or would clobber.
+
+    An existing non-empty folder is written into only if it is an export of the same design
+    (same study definition and trial: it is refreshed), or with ``force``; even then a
+    ``model/`` that is not an exported model is never replaced, and nothing else is touched.
+    """
+    out = Path(out)
+    if out.suffix == ".json":
+        raise DSEError(f"{out}: the export is a folder (design.json, model/, accelerator.json); "
+                       "give a folder name")
+    if out.exists() and not out.is_dir():
+        raise DSEError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        same = False
+        if (out / DESIGN_FILE).is_file():
+            try:
+                record = json.loads((out / DESIGN_FILE).read_text())
+                data = record.get("_data", {}) if isinstance(record, dict) else {}
+                same = (isinstance(data, dict) and data.get("trial") == number
+                        and data.get("config_hash") == config_hash(config))
+            except (OSError, ValueError):
+                same = False
+        if not same and not force:
+            raise DSEError(f"{out} is not empty and not an export of trial {number} of this study; "
+                           "give an empty or new folder (or --force to write our files into it)")
+        for path in _ours(out, config):
+            if path.name == MODEL_DIR and path.exists() and not (path.is_dir() and _is_exported_model(path)):
+                raise DSEError(f"{path} exists and is not an exported model; it will not be replaced: "
+                               "move it away or export elsewhere")
+            if path.name != MODEL_DIR and path.is_dir():
+                raise DSEError(f"{path} is a folder; move it away or export elsewhere")
+    _check_writable(out)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail now, not after minutes of work, if the export folder cannot be written."""
+    try:
+        check_writable(out)
+    except OSError as exc:
+        raise DSEError(f"cannot write the export to {out}: {exc.strerror or exc.__class__.__name__}"
+                       + (f" ({exc.filename})" if exc.filename else "")) from None
 
 
 def _task_dir(config: StudyConfig, task: TaskSettings) -> str:
@@ -256,4 +338,9 @@ def load_design(path: Path) -> tuple[dict[str, Any], StudyConfig]:
     unknown = {k for k in set(data["compression"]) | set(data["hardware"]) if k.split(".", 1)[-1] not in KNOBS}
     if unknown:
         raise DSEError(f"{path}: unknown knobs {sorted(unknown)}")
+    for name, value in {**data["compression"], **data["hardware"]}.items():  # before any model work
+        try:
+            check_knob_value(name, value)
+        except ValueError as exc:
+            raise DSEError(f"{path}: {exc}; this design.json was edited or damaged: export the design again") from None
     return data, parse_study_config(data["study_definition"], source=str(path))

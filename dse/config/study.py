@@ -8,9 +8,11 @@ definition (a study folder refuses another one).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,6 +42,7 @@ __all__ = [
     "SweepConfig",
     "TaskEntry",
     "TaskSettings",
+    "check_knob_value",
     "config_hash",
     "load_study_config",
     "parse_study_config",
@@ -65,6 +68,7 @@ class FloatParam(_Strict):
             raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
         if self.log and (self.low <= 0 or self.step is not None):
             raise ValueError("log scale needs low > 0 and no step")
+        _check_step(self.low, self.high, self.step)
         return self
 
 
@@ -81,7 +85,28 @@ class IntParam(_Strict):
             raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
         if self.log and (self.low <= 0 or self.step != 1):
             raise ValueError("log scale needs low > 0 and step 1")
+        _check_step(self.low, self.high, self.step)
         return self
+
+
+def _check_step(low: float, high: float, step: float | None) -> None:
+    """Optuna silently narrows a range its step does not divide (to one value if the step is
+    larger than the range): refuse it instead, by Optuna's own decimal rule."""
+    if step is None:
+        return
+    if not math.isfinite(step):
+        raise ValueError(f"step must be a finite number, got {step}")
+    if low == high:
+        return
+    span = Decimal(str(high)) - Decimal(str(low))
+    try:
+        remainder = span % Decimal(str(step))
+    except InvalidOperation:  # more steps than decimal's precision: Optuna's own check would raise too
+        raise ValueError(f"step {step} is too small for the range {low}..{high}") from None
+    if remainder != 0:
+        raise ValueError(f"step {step} does not divide the range {low}..{high}"
+                         + (" (it is larger than the range)" if step > high - low else "")
+                         + "; the search would silently skip the top of the range")
 
 
 class CategoricalParam(_Strict):
@@ -219,16 +244,27 @@ class TaskSettings:
 
 class SamplerConfig(_Strict):
     name: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy's seed range: the samplers' generators
 
 
 class ExecutorConfig(_Strict):
     kind: Literal["inline", "ray"] = "inline"
     max_in_flight: int = Field(default=1, ge=1)
     cpus_per_trial: float = Field(default=1.0, gt=0)
-    gpus_per_trial: float = Field(default=0.0, ge=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0, le=0,
+                                  description="0 only: trials run on CPU (no GPU placement yet)")
     max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a crashed or transiently failed evaluation")
     ray_address: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_gpus(cls, data: Any) -> Any:
+        # a reserved GPU nothing would use: refused (with why) until trials are placed on GPUs
+        if isinstance(data, dict) and isinstance(data.get("gpus_per_trial"), int | float) \
+                and not isinstance(data["gpus_per_trial"], bool) and data["gpus_per_trial"] > 0:
+            raise ValueError(f"gpus_per_trial={data['gpus_per_trial']:g}: trials run on CPU, nothing would use "
+                             "the GPU (GPU placement is not implemented yet); leave it 0")
+        return data
 
 
 class StorageConfig(_Strict):
@@ -270,7 +306,7 @@ class StudyConfig(_Strict):
     faults: FaultsConfig = FaultsConfig()
     executor: ExecutorConfig = ExecutorConfig()
     storage: StorageConfig = StorageConfig()
-    n_trials: int = Field(default=40, ge=1)
+    n_trials: int = Field(default=40, ge=1, strict=True)  # strict: `true` is not 1
     search_space: dict[str, Param] = Field(min_length=1)
     fixed: dict[str, float | int | str] = Field(default_factory=dict)
     # Hypervolume reference point, objective -> value in the objective's own units; fixed here so
@@ -310,6 +346,8 @@ class StudyConfig(_Strict):
         if exp_bits >= bits:
             raise ValueError(f"weight_exp_bits can reach {exp_bits} but weight_bits can be as low as "
                              f"{bits}: AdaptivFloat needs exp bits < total bits (one sign bit)")
+        self._check_formats()
+        self._check_degenerate_knobs(task_names)
         if self.hypervolume_reference is not None:
             _check_reference(self.hypervolume_reference, names)
         return self
@@ -361,6 +399,56 @@ class StudyConfig(_Strict):
                              t.dev_subset if t.dev_subset is not None else self.data.dev_subset, t.train_from_dev)
                 for t in self.tasks]
 
+    def _values(self, knob: str) -> list[Any]:
+        """Every value ``knob`` can take in this study, shared or per task: a searched int or
+        categorical knob each of its values, a searched float knob its ends, else fixed or default."""
+        scoped = [f"{t.name}.{knob}" for t in self.tasks or ()]
+        names = scoped if scoped and all(n in self.search_space or n in self.fixed for n in scoped) \
+            else [knob, *scoped]
+        out: list[Any] = []
+        for name in names:
+            param = self.search_space.get(name)
+            if isinstance(param, CategoricalParam):
+                out.extend(param.choices)
+            elif isinstance(param, IntParam):
+                out.extend(range(param.low, param.high + 1, param.step))
+            elif isinstance(param, FloatParam):
+                out.extend((param.low, param.high))
+            elif name in self.fixed or name == knob:
+                out.append(self.fixed.get(name, KNOBS[knob].default))
+        return out
+
+    def _check_formats(self) -> None:
+        """Every weight and activation format the study can sample must exist in AdaptivFloat
+        (``dse.compression.adaptivfloat``), or its trials would fail at run time."""
+        exps, variants = self._values("weight_exp_bits"), self._values("weight_format")
+        for bits, exp, variant in itertools.product(self._values("weight_bits"), exps, variants):
+            problem = _adaptivfloat_problem(int(bits), int(exp), str(variant))
+            if problem:
+                raise ValueError(f"weight_format {variant!r} with weight_bits={bits}, weight_exp_bits={exp} "
+                                 f"can be sampled: {problem}")
+        for bits, exp, variant in itertools.product(self._values("activation_bits"), exps, variants):
+            # activations use the weights' variant and exponent width, at most bits - 1 (compression.apply)
+            problem = bits and _adaptivfloat_problem(int(bits), min(int(exp), int(bits) - 1), str(variant))
+            if problem:
+                raise ValueError(f"activation_bits={bits} with weight_format {variant!r}, weight_exp_bits={exp} "
+                                 f"can be sampled: {problem}")
+
+    def _check_degenerate_knobs(self, task_names: list[str]) -> None:
+        """Knobs that would run but mean nothing: refused rather than searched in vain."""
+        for t in task_names or [self.task]:
+            if not task_spec(t).is_regression:
+                continue
+            name = f"{t}.exit_threshold" if f"{t}.exit_threshold" in self.search_space | self.fixed \
+                else "exit_threshold"
+            if name in self.search_space or float(self.fixed.get(name, 0.0)) > 0:
+                raise ValueError(f"{name}: {task_spec(t).name} is a regression task: its one output has entropy 0, "
+                                 "so any threshold > 0 exits every sentence at layer 1; leave exit_threshold 0")
+        if max(self._values("train_embedding_pruning")) > 0 and min(self._values("train_epochs")) <= 1:
+            raise ValueError("train_embedding_pruning > 0 with train_epochs <= 1 can be sampled: the tables are "
+                             "pruned at each epoch's end, so one epoch prunes after its last step and the model "
+                             "never adapts; use train_epochs > 1")
+
     def _extent(self, name: str, pick: Any) -> Any:
         """The lowest or highest value a numeric knob can take in this study."""
         param = self.search_space.get(name)
@@ -385,6 +473,21 @@ class StudyConfig(_Strict):
 
     def directions(self) -> list[str]:
         return [str(o.direction) for o in self.objectives]
+
+
+def _adaptivfloat_problem(total_bits: int, exp_bits: int, variant: str) -> str | None:
+    """Why ``AdaptivFloatFormat(total_bits, exp_bits, variant)`` would refuse to exist (None if it
+    exists); its rules, here because the definition cannot import dse.compression (a test checks
+    them against the implementation)."""
+    if not 4 <= total_bits <= 16:
+        return f"AdaptivFloat needs 4..16 bits, not {total_bits}"
+    if not 1 <= exp_bits <= 5 or exp_bits >= total_bits:
+        return f"AdaptivFloat<{total_bits},{exp_bits}> needs 1..5 exponent bits, fewer than its {total_bits} bits"
+    if variant == "ref2022" and exp_bits < 2:
+        return "ref2022 needs weight_exp_bits >= 2"
+    if variant == "edgebert_hw" and (total_bits, exp_bits) != (8, 3):
+        return "edgebert_hw is the accelerator's AdaptivFloat<8,3> only"
+    return None
 
 
 def _check_reference(reference: dict[str, float], objectives: list[str]) -> None:
@@ -414,6 +517,15 @@ def _check_value(name: str, value: Any) -> None:
         raise ValueError(f"{name}: {value} is outside the legal range [{knob.low}, {knob.high}]")
 
 
+def check_knob_value(name: str, value: Any) -> None:
+    """Raise ``ValueError`` (one line) unless ``value`` is legal for the knob ``name``
+    (a ``<task>.<knob>`` name is checked as its knob)."""
+    knob = name.split(".", 1)[-1]
+    if knob not in KNOBS:
+        raise ValueError(f"unknown knob {name!r}")
+    _check_value(knob, value)
+
+
 def _check_knob(name: str, param: FloatParam | IntParam | CategoricalParam) -> None:
     if name not in KNOBS:
         raise ValueError(f"search_space: unknown knob {name!r}; known: {', '.join(KNOBS)}")
@@ -421,6 +533,12 @@ def _check_knob(name: str, param: FloatParam | IntParam | CategoricalParam) -> N
     if isinstance(param, CategoricalParam):
         for choice in param.choices:
             _check_value(name, choice)
+            # 0 == False in Python: choices of a true/false knob must be true/false (not 0, 1), and
+            # only there (fixed values are numbers already, so the check is on choices alone)
+            is_bool_knob = knob.kind == "categorical" and any(isinstance(c, bool) for c in knob.choices)
+            if knob.kind == "categorical" and isinstance(choice, bool) != is_bool_knob:
+                raise ValueError(f"search_space: {name}: {choice!r} is not one of "
+                                 f"{', '.join(map(str, knob.choices))}")
         return
     if knob.kind == "categorical":
         raise ValueError(f"search_space: {name} is categorical; use type: categorical")
@@ -474,17 +592,50 @@ def parse_study_config(data: Any, *, source: str) -> StudyConfig:
         raise ConfigError(f"{source}: {_first_error(exc)}") from None
 
 
+MAX_DEFINITION_BYTES = 1_000_000  # a definition is a few KB; a huge file is a mistake, not a study
+MAX_YAML_DEPTH = 32  # ours nest 4 deep; PyYAML recurses per level and would overflow the stack
+
+
+class _DefinitionLoader(yaml.SafeLoader):
+    """safe_load that also refuses duplicate keys (YAML lets the last one win silently) and
+    nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_study_config(path: str | Path) -> StudyConfig:
     """Read and validate a study definition; every problem is one ``ConfigError`` line."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_DEFINITION_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a study definition "
+                              f"(at most {MAX_DEFINITION_BYTES})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_DefinitionLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

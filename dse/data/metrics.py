@@ -1,4 +1,4 @@
-"""GLUE metrics in plain numpy (no downloads, no sklearn/evaluate).
+"""GLUE metrics in numpy, with scipy's correlations (no downloads, no sklearn/evaluate).
 
 All functions take 1-D array-likes of equal, non-zero length and return a Python ``float``. Values are
 fractions, not percentages: accuracy and F1 lie in [0, 1], correlations (Matthews, Pearson, Spearman) in
@@ -102,42 +102,27 @@ def matthews_corrcoef(pred, labels) -> float:
     return float(np.clip(cov_yp / math.sqrt(denom), -1.0, 1.0))
 
 
-def _pearson_float(x: np.ndarray, y: np.ndarray) -> float:
+def _correlation(kind: str, x: np.ndarray, y: np.ndarray) -> float:
+    """scipy's Pearson or Spearman (average ranks for ties); 0.0 when either side is constant,
+    where scipy warns and returns NaN."""
+    from scipy import stats
+
     if np.all(x == x[0]) or np.all(y == y[0]):
         return 0.0
-    xm = x - x.mean()
-    ym = y - y.mean()
-    denom = math.sqrt(float(xm @ xm) * float(ym @ ym))
-    if denom == 0.0:
-        return 0.0
-    return float(np.clip(float(xm @ ym) / denom, -1.0, 1.0))
+    result = stats.pearsonr(x, y) if kind == "pearson" else stats.spearmanr(x, y)
+    return float(np.clip(result.statistic, -1.0, 1.0))
 
 
 def pearson(pred, labels) -> float:
     """Pearson correlation; 0.0 when either side is constant."""
     p, y = _pair(pred, labels)
-    return _pearson_float(_as_finite_float(p, "predictions"), _as_finite_float(y, "labels"))
-
-
-def _rankdata(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank (like scipy.stats.rankdata(method='average'))."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    new_group = np.concatenate([[True], xs[1:] != xs[:-1]])
-    group = np.cumsum(new_group) - 1  # group id of each sorted element
-    bounds = np.flatnonzero(np.concatenate([new_group, [True]]))  # start of every group, plus n
-    avg = (bounds[:-1] + bounds[1:] - 1) / 2.0 + 1.0  # mean of 1-based positions start..end-1
-    ranks = np.empty(x.shape[0], dtype=np.float64)
-    ranks[order] = avg[group]
-    return ranks
+    return _correlation("pearson", _as_finite_float(p, "predictions"), _as_finite_float(y, "labels"))
 
 
 def spearman(pred, labels) -> float:
     """Spearman rank correlation (Pearson on average ranks); 0.0 when either side is constant."""
     p, y = _pair(pred, labels)
-    p = _as_finite_float(p, "predictions")
-    y = _as_finite_float(y, "labels")
-    return _pearson_float(_rankdata(p), _rankdata(y))
+    return _correlation("spearman", _as_finite_float(p, "predictions"), _as_finite_float(y, "labels"))
 
 
 _METRIC_FUNCS = {

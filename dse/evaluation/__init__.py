@@ -4,13 +4,15 @@ Owns building the evaluation context (:mod:`~dse.evaluation.context`), the per-l
 cache (:mod:`~dse.evaluation.cache`), the exit rule (:mod:`~dse.evaluation.exits`), eNVM fault
 scoring (:mod:`~dse.evaluation.faults`), scoring one design on one task
 (:mod:`~dse.evaluation.score`), the multi-task combination (:mod:`~dse.evaluation.multitask`),
-the inactive-knob guards (:mod:`~dse.evaluation.guards`) and the study's entry points that
-accept either kind of context (:mod:`~dse.evaluation.trial`). Within the package the arrows run
-context < cache < exits < faults < score < multitask < trial (no cycle). May import
+the inactive-knob guards (:mod:`~dse.evaluation.guards`), a design's hardware-only bounds before
+any model run (:mod:`~dse.evaluation.bounds`) and the study's entry points that accept either
+kind of context (:mod:`~dse.evaluation.trial`). Within the package the arrows run
+context < cache < exits < faults < score < multitask < bounds, trial (no cycle). May import
 :mod:`dse.training`, :mod:`dse.compression`, :mod:`dse.modeling`, :mod:`dse.data`,
 :mod:`dse.config`, the bottom modules and ``hwmodels``; nothing of Optuna or a study.
 """
 
+from dse.evaluation.bounds import HardwareBounds, hardware_bounds
 from dse.evaluation.cache import EVAL_VERSION, layer_logits
 from dse.evaluation.context import (
     EvalContext,
@@ -35,6 +37,7 @@ __all__ = [
     "DesignScore",
     "EvalContext",
     "FaultOutcome",
+    "HardwareBounds",
     "InvalidDesign",
     "MultiTaskContext",
     "SentenceResults",
@@ -45,6 +48,7 @@ __all__ = [
     "check_task_data",
     "early_exit_points",
     "evaluate_trial",
+    "hardware_bounds",
     "layer_logits",
     "load_dev_set",
     "prepare_for_study",

@@ -17,7 +17,7 @@ import torch
 
 from dse.compression.apply import compress
 from dse.compression.spec import CompressionSpec
-from dse.evaluation.context import EvalContext, save_arrays, trial_model
+from dse.evaluation.context import EvalContext, load_arrays, save_arrays, trial_model
 from dse.evaluation.guards import check_knobs_active
 from dse.modeling.inference import dev_layer_logits
 from dse.training.trainer import CompressionTrainingConfig, training_key
@@ -46,9 +46,9 @@ def cached_arrays(ctx: EvalContext, name: str,
     if name in ctx._memory:
         return ctx._memory[name], True
     path = ctx.cache_dir / f"{name}.npz" if ctx.cache_dir else None
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            arrays, hit = {k: data[k] for k in data.files}, True
+    cached = load_arrays(path, ()) if path is not None else None  # a damaged file: recomputed
+    if cached is not None:
+        arrays, hit = cached, True
     else:
         arrays, hit = compute(), False
         if path is not None:

@@ -10,6 +10,7 @@ the prepared one, or the one fine-tuned under the trial's training-time knobs).
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dse.compression.spec import TrainingSpec
 from dse.config import FaultsConfig, FinetuneConfig, StudyConfig, TaskSettings, task_spec
 from dse.data import load_task_split, resolve_glue_dir
 from dse.data.metrics import main_metric
-from dse.errors import DataError, DSEError
+from dse.errors import DataError, DSEError, ModelError
 from dse.io import atomic_write
 from dse.modeling.batching import EncodedSet, encode_dataset
 from dse.modeling.early_exit import EarlyExitModel, entropy
@@ -31,9 +32,10 @@ from dse.training.trainer import CompressionTrainingConfig, TrainedModel, train_
 from hwmodels import ModelShape
 
 __all__ = ["DVFS_TRAIN_ROWS", "MAX_TRAINED_IN_MEMORY", "EvalContext", "TrainingSource", "build_task_context",
-           "check_task_data", "load_dev_set", "prepare_for_study", "save_arrays", "study_trial_model",
-           "trained_model", "trial_model"]
+           "check_paths", "check_task_data", "load_arrays", "load_dev_set", "prepare_for_study", "save_arrays", "study_trained_model",
+           "study_trial_model", "trained_model", "trial_model"]
 
+log = logging.getLogger(__name__)
 DVFS_TRAIN_ROWS = 2000  # training sentences whose off-ramp entropies fit the DVFS predictor
 
 
@@ -94,6 +96,30 @@ class EvalContext:
             h.update(np.asarray(ids, dtype=np.int32).tobytes() + b"|")
         h.update(np.asarray(self.dev.labels).tobytes())
         return h.hexdigest()[:16]
+
+
+def check_paths(config: StudyConfig) -> None:
+    """The definition's model and GLUE folder exist (one line if not): cheap, so ``config
+    validate`` and a new study check them before anything is written."""
+    source = resolve_model_source(config.model.name)
+    if not Path(source).is_dir():
+        _check_hub_model(source)
+    resolve_glue_dir(config.data.glue_dir)
+
+
+def _check_hub_model(name: str) -> None:
+    """A hub model must be in the local cache or reachable: one quick probe, not a minute of
+    retries and warnings inside transformers."""
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    try:
+        model_info(name, timeout=10)
+    except Exception as exc:  # offline, unknown name, no network: all one line
+        raise ModelError(f"model {name!r} is neither a local folder nor in the Hugging Face cache, and the hub "
+                         f"cannot serve it ({exc.__class__.__name__}); give a local model folder, or run once "
+                         "with network access") from None
 
 
 def check_task_data(config: StudyConfig) -> None:
@@ -171,9 +197,9 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
 def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np.ndarray:  # noqa: ANN001
     """Off-ramp entropies of a seeded train subset (what EdgeBERT fits its exit LUT on); cached."""
     path = ctx.cache_dir / f"train-entropy-{ctx.prepared_key}.npz" if ctx.cache_dir else None
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            return data["entropy"]
+    cached = load_arrays(path, ("entropy",)) if path is not None else None
+    if cached is not None:
+        return cached["entropy"]
     train = encode_dataset(train_ds, tokenizer, max_length=max_length)
     if len(train) > DVFS_TRAIN_ROWS:
         train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), DVFS_TRAIN_ROWS, replace=False)))
@@ -194,12 +220,20 @@ def trial_model(ctx: EvalContext, training: TrainingSpec) -> EarlyExitModel:
 def study_trial_model(config: StudyConfig, prepared: PreparedModel, training: TrainingSpec,
                       task: TaskSettings | None = None) -> EarlyExitModel:
     """:func:`trial_model` outside a study's evaluation context (exports, re-evaluation)."""
+    trained = study_trained_model(config, prepared, training, task)
+    return prepared.model if trained is None else trained.model
+
+
+def study_trained_model(config: StudyConfig, prepared: PreparedModel, training: TrainingSpec,
+                        task: TaskSettings | None = None) -> TrainedModel | None:
+    """:func:`trained_model` outside a study's evaluation context, with its info (learned spans,
+    achieved sparsity); None when ``training`` trains nothing."""
     if training.is_noop:
-        return prepared.model
+        return None
     task = task or config.task_settings()[0]
     source = TrainingSource.for_task(config, task)
     return train_compressed(prepared.model, parent_key=prepared.info.key, task=task.name, spec=training,
-                            finetune=task.finetune, train_rows=lambda: source.load_rows(task.name)).model
+                            finetune=task.finetune, train_rows=lambda: source.load_rows(task.name))
 
 
 def trained_model(ctx: EvalContext, training: TrainingSpec) -> TrainedModel:
@@ -216,6 +250,24 @@ def trained_model(ctx: EvalContext, training: TrainingSpec) -> TrainedModel:
             cache_dir=source.cache_dir,
         )
     return ctx._trained[key]
+
+
+def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays of a cached ``.npz`` (never unpickled), or None when it is missing or damaged
+    (a damaged one is deleted and said so: the caller recomputes and rewrites it)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}  # read every array now: a truncated one fails here
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+    except Exception as exc:  # BadZipFile, EOFError, ValueError (a pickle), KeyError, OSError: all damage
+        log.warning("%s: damaged cache file (%s); discarded, computing it again", path, exc.__class__.__name__)
+        path.unlink(missing_ok=True)
+        return None
+    return arrays
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:

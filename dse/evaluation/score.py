@@ -9,6 +9,7 @@ the metrics a design records (:func:`design_metrics`) and :func:`score_design` /
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,19 +47,25 @@ class TrialOutcome:
     sentences: SentenceResults | None = None
 
 
-def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None) -> CompressionProfile:
-    """What the hardware model needs to know of a trial's compression.
+def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None, *,
+                        trained_info: Mapping[str, Any] | None = None) -> CompressionProfile:
+    """What the hardware model needs to know of a trial's compression: the one profile a trial
+    is costed with and its exported accelerator file describes.
 
-    With training-time compression (``ctx`` needed): post-training magnitude pruning of an
-    already sparse matrix keeps its zeros, so the sparsity is the larger of the two targets;
-    learned spans enter as their mean over heads and layers, shortened by the span knob.
+    With training-time compression (``ctx``, or ``trained_info``: the info of the model
+    fine-tuned under ``spec.training``): post-training magnitude pruning of an already sparse
+    matrix keeps its zeros, so the sparsity is the larger of the two targets; learned spans
+    enter as their mean over heads and layers, shortened by the span knob.
     """
     span = None if spec.attention_span >= 512 else spec.attention_span
     t = spec.training
     if not t.is_noop:
-        if ctx is None:
-            raise ValueError("a training-time compression profile needs the evaluation context")
-        learned = trained_model(ctx, t).info.get("spans")
+        if trained_info is None:
+            if ctx is None:
+                raise ValueError("a training-time compression profile needs the evaluation context "
+                                 "or the trained model's info")
+            trained_info = trained_model(ctx, t).info
+        learned = trained_info.get("spans")
         if learned is not None:
             learned_span = span_for_hardware(torch.tensor(learned))
             if learned_span is not None:

@@ -9,6 +9,7 @@ cache are not run again. A kernel lock (flock) allows one coordinator per study 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import logging
 import os
@@ -16,11 +17,12 @@ import platform
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import optuna
 import yaml
@@ -33,14 +35,25 @@ from optuna.distributions import (
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from dse.config import CategoricalParam, FloatParam, StudyConfig, config_hash, parse_study_config
+from dse.config import (
+    CategoricalParam,
+    FloatParam,
+    SamplerConfig,
+    StorageConfig,
+    StudyConfig,
+    config_hash,
+    load_study_config,
+)
 from dse.errors import DSEError
 from dse.io import write_text_atomic
 from dse.study.storage import JOURNAL_NAME, display_url, open_storage, repair_journal, resolve_storage_url
 from dse.version import __version__
 
 __all__ = [
+    "DASHBOARD_CONSTRAINTS",
     "MAX_RETRIES",
+    "MAX_SCREENED_IN_A_ROW",
+    "SAMPLERS",
     "STUDY_FORMAT",
     "RunStats",
     "StudyFolder",
@@ -48,9 +61,12 @@ __all__ = [
     "coordinator_lock",
     "count_complete",
     "distributions",
+    "hardware_screen",
     "make_sampler",
     "open_study",
+    "record_constraints",
     "run_study",
+    "sampler_option",
     "sweep_orphans",
 ]
 
@@ -58,6 +74,12 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 2  # re-queues of a trial that was RUNNING when the coordinator died
 TOOL_VERSION = __version__  # recorded in env.json and the study attrs
 STUDY_FORMAT = 1  # layout of the study's user attrs and folder; a newer one is refused
+SAMPLERS: tuple[str, ...] = get_args(SamplerConfig.model_fields["name"].annotation)
+# GPSampler imports these only at its first suggestion: check them before a study starts
+_SAMPLER_PACKAGES = {"gp": ("scipy", "torch")}
+# Screened designs cost milliseconds, but a study whose every design breaks a hardware
+# constraint would ask forever; this many screened in a row stops it with the last reason.
+MAX_SCREENED_IN_A_ROW = 500
 
 
 @dataclass(frozen=True)
@@ -72,12 +94,51 @@ class StudyFolder:
     cache = property(lambda self: self.path / "cache" / "logits")
     plots = property(lambda self: self.path / "plots")
     lock = property(lambda self: self.path / ".coordinator.lock")
+    storage_seal = property(lambda self: self.path / "storage.json")  # where the trials live, sealed
 
     def load_config(self) -> StudyConfig:
         if not self.config.is_file():
             raise DSEError(f"{self.path} is not a study folder (no config.yaml)")
-        data = yaml.safe_load(self.config.read_text())
-        return parse_study_config(data, source=str(self.config))
+        config = load_study_config(self.config)  # the guarded loader: one line for any damage
+        sealed = self.sealed_hash()
+        if sealed is not None and config_hash(config) != sealed:
+            raise DSEError(f"{self.config} no longer matches {self.config_sha.name} (edited or damaged); "
+                           "restore the folder's definition from a backup")
+        self._check_storage(config.storage)
+        return config
+
+    def sealed_hash(self) -> str | None:
+        """The definition hash in config.sha256 (None: no such file); damage is one line naming it."""
+        try:
+            text = self.config_sha.read_bytes().decode("ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DSEError(f"{self.config_sha} is unreadable ({exc.__class__.__name__}); "
+                           "restore it from a backup") from None
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise DSEError(f"{self.config_sha} is damaged (not a SHA-256 hash); restore it from a backup")
+        return text
+
+    def _check_storage(self, storage: StorageConfig) -> None:
+        """Refuse a config.yaml whose storage was edited: the folder's hash leaves the storage out
+        (so a study can move databases on purpose), and a silent switch would show an empty study."""
+        if self.storage_seal.is_file():
+            try:
+                recorded = StorageConfig.model_validate(json.loads(self.storage_seal.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+                raise DSEError(f"{self.storage_seal} is damaged ({exc.__class__.__name__}); it records where "
+                               "this folder's trials live: restore it from a backup") from None
+        elif storage.kind != "journal" and self.journal.is_file() and self.journal.stat().st_size:
+            recorded = StorageConfig()  # a folder from before storage.json: its trials are in its journal
+        elif storage.kind == "journal" and not self.journal.is_file() and (self.path / "study.db").is_file():
+            recorded = StorageConfig(kind="sqlite")
+        else:
+            return
+        if recorded != storage:
+            raise DSEError(f"{self.config}: storage was changed to "
+                           f"{display_url(resolve_storage_url(self.path, storage))}, but this folder's trials are in "
+                           f"{display_url(resolve_storage_url(self.path, recorded))}; restore its storage: setting")
 
 
 def distributions(config: StudyConfig) -> dict[str, BaseDistribution]:
@@ -92,8 +153,31 @@ def distributions(config: StudyConfig) -> dict[str, BaseDistribution]:
     return out
 
 
+def check_sampler_available(name: str) -> None:
+    """A one-line error when the sampler cannot run here (a package it needs does not import)."""
+    for package in _SAMPLER_PACKAGES.get(name, ()):
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            raise DSEError(f"sampler {name} needs the {package} package, which does not import here "
+                           f"({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}); "
+                           f"choose another sampler ({', '.join(s for s in SAMPLERS if s != name)})") from None
+
+
+def sampler_option(base: SamplerConfig, name: str | None = None, seed: int | None = None) -> SamplerConfig:
+    """``base`` with the sampler name and/or seed given as options (``--sampler``, ``--seed``)."""
+    if name is not None and name not in SAMPLERS:
+        raise DSEError(f"unknown sampler {name!r} ({', '.join(SAMPLERS)})")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise DSEError(f"sampler seed must be an integer within 0..{2**32 - 1}, got {seed!r}")
+    out = base.model_copy(update={k: v for k, v in (("name", name), ("seed", seed)) if v is not None})
+    check_sampler_available(out.name)
+    return out
+
+
 def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     seed = config.sampler.seed
+    check_sampler_available(config.sampler.name)
     match config.sampler.name:
         case "tpe":
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
@@ -133,9 +217,11 @@ def _with_folder_storage(folder: StudyFolder, config: StudyConfig) -> StudyConfi
 def check_folder(folder: StudyFolder, config: StudyConfig, *, create: bool) -> StudyConfig:
     """Refuse a folder of another study (read-only); the definition with the folder's storage."""
     if folder.config_sha.is_file():
-        stored = folder.config_sha.read_text().strip()
+        stored = folder.sealed_hash()
+        assert stored is not None
         digest = config_hash(config)
         if stored != digest:
+            _refuse_another_sampler(folder, config, stored)
             raise DSEError(
                 f"{folder.path} holds a different study definition (hash {stored[:12]} vs "
                 f"{digest[:12]}); use another --results-dir or study name"
@@ -145,6 +231,18 @@ def check_folder(folder: StudyFolder, config: StudyConfig, *, create: bool) -> S
     return _with_folder_storage(folder, config)
 
 
+def _refuse_another_sampler(folder: StudyFolder, config: StudyConfig, stored_hash: str) -> None:
+    """A folder of this definition run with another sampler or seed: say so (resume keeps its own)."""
+    try:
+        recorded = folder.load_config().sampler
+    except DSEError:
+        return
+    if recorded != config.sampler and config_hash(config.model_copy(update={"sampler": recorded})) == stored_hash:
+        raise DSEError(f"{folder.path} was run with sampler {recorded.name} (seed {recorded.seed}), not "
+                       f"{config.sampler.name} (seed {config.sampler.seed}); continue it with the same sampler "
+                       f"(dse study resume {folder.path}) or use another --results-dir")
+
+
 def open_study(folder: StudyFolder, config: StudyConfig, *, create: bool) -> optuna.Study:
     """Create the study folder and study, or reopen them; refuses a folder of another study.
 
@@ -152,17 +250,18 @@ def open_study(folder: StudyFolder, config: StudyConfig, *, create: bool) -> opt
     """
     config = check_folder(folder, config, create=create)
     digest = config_hash(config)
+    sampler = make_sampler(config)  # before the folder is written: a sampler that cannot run leaves no trace
     if create and not folder.config_sha.is_file():
         try:
             folder.path.mkdir(parents=True, exist_ok=True)
             write_text_atomic(folder.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
             write_text_atomic(folder.path / "env.json", json.dumps(_environment(), indent=2))
+            write_text_atomic(folder.storage_seal, json.dumps(config.storage.model_dump(mode="json")) + "\n")
             write_text_atomic(folder.config_sha, digest + "\n")  # last: marks the folder complete
         except OSError as exc:
             raise DSEError(f"cannot write the results folder {folder.path}: {exc.strerror}") from None
     storage = open_storage(folder.path, config.storage)
     where = display_url(resolve_storage_url(folder.path, config.storage))
-    sampler = make_sampler(config)
     if create:
         study = optuna.create_study(
             storage=storage, sampler=sampler, study_name=config.name,
@@ -185,12 +284,17 @@ def open_study(folder: StudyFolder, config: StudyConfig, *, create: bool) -> opt
         # a shared database: two folders on one study would mean two coordinators
         raise DSEError(f"{where} already holds study {config.name!r} for results folder "
                        f"{attrs['results_dir']}; use another study name or database")
+    if create and study.metric_names is None:  # also for studies begun before we named them
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use; not the user's concern
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(config.objective_names())
     if create and "config_hash" not in attrs:
         study.set_user_attr("config_hash", digest)
         study.set_user_attr("objectives", config.objective_names())
         study.set_user_attr("tool_version", TOOL_VERSION)
         study.set_user_attr("format_version", STUDY_FORMAT)
         study.set_user_attr("results_dir", home)
+        study.set_user_attr("sampler", config.sampler.model_dump(mode="json"))  # also in config.yaml
     return study
 
 
@@ -277,6 +381,38 @@ def _constraints(config: StudyConfig, metrics: dict[str, float]) -> dict[str, fl
     return out
 
 
+def hardware_screen(config: StudyConfig, bounds: Any) -> tuple[str | None, dict[str, float]]:
+    """Why a design cannot be feasible whatever its model does (None if it may be), and the
+    constraints it breaks at its hardware-only ``bounds`` (a ``dse.evaluation.HardwareBounds``),
+    named and signed as :func:`_constraints` records them."""
+    if bounds.invalid_reason is not None:
+        return f"hardware screen: {bounds.invalid_reason}", {}
+    c = config.constraints
+    checks = (("area", "area_mm2", bounds.area_mm2, c.max_area_mm2, "max_area_mm2"),
+              ("memory", "memory_mb", bounds.memory_mb, c.max_memory_mb, "max_memory_mb"),
+              ("latency", "latency_ms >=", bounds.min_latency_ms, c.latency_target_ms, "latency_target_ms"))
+    broken = {name: (what, value, limit, key) for name, what, value, limit, key in checks
+              if limit is not None and value > limit}
+    if not broken:
+        return None, {}
+    parts = [f"{what} {value:.4g} > {key} {limit:g}" + (" (every sentence exiting at layer 1)"
+                                                          if name == "latency" else "")
+             for name, (what, value, limit, key) in broken.items()]
+    return "hardware screen: " + "; ".join(parts), {n: float(v - lim) for n, (_, v, lim, _) in broken.items()}
+
+
+# optuna-dashboard 0.21 reads feasibility only from this legacy trial system attr (a list of
+# values); Optuna reads it back as constraints "0", "1", ... beside the named ones
+DASHBOARD_CONSTRAINTS = "constraints"
+
+
+def record_constraints(trial: optuna.Trial, constraints: dict[str, float]) -> None:
+    """Named constraints (Optuna), and the same values where optuna-dashboard looks."""
+    for name, value in constraints.items():
+        trial.set_constraint(name, value)
+    trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS, [float(v) for v in constraints.values()])
+
+
 def count_complete(study: optuna.Study) -> int:
     return sum(
         1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -301,6 +437,7 @@ def record_derived_trials(study: optuna.Study, config: StudyConfig, ctx: Any, so
             params=d.params, distributions=dists,
             values=[d.metrics[n] for n in config.objective_names()],
             constraints=_constraints(config, d.metrics),
+            system_attrs={DASHBOARD_CONSTRAINTS: list(_constraints(config, d.metrics).values())},
             user_attrs={"derived": True, "derived_from": source, "knobs": config.knob_values(d.params),
                         "metrics": d.metrics, "details": d.attrs, "cache_hit": True},
         ))
@@ -313,6 +450,7 @@ class RunStats:
     failed: int = 0
     cache_hits: int = 0
     derived: int = 0  # trials added by the cheap-knob sweep (not counted in the budget)
+    screened: int = 0  # designs the hardware model ruled out before their model ran (PRUNED)
     started: float = 0.0
 
 
@@ -333,11 +471,15 @@ def run_study(
     ``evaluate(ctx, knobs) -> TrialOutcome`` replaces ``dse.evaluation.evaluate_trial`` and
     ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself).
     """
-    from dse.evaluation import build_context, evaluate_trial
+    from dse.evaluation import build_context, evaluate_trial, hardware_bounds
     from dse.study.executors import make_executor
 
     target = n_trials or config.n_trials
     check_folder(folder, config, create=True)  # before the lock: a refused run leaves no trace
+    if context is None and not folder.config_sha.is_file():
+        from dse.evaluation.context import check_paths
+
+        check_paths(config)  # a wrong model or GLUE path must not leave a folder that refuses the fix
     with coordinator_lock(folder), _sigterm_as_interrupt():
         repair_journal(folder.journal)  # safe: we are the only writer now
         study = open_study(folder, config, create=True)
@@ -367,16 +509,39 @@ def run_study(
         dists = distributions(config)
         running: dict[int, optuna.Trial] = {}
         max_failures = max(10, target)
+        screened_in_a_row = 0
         try:
             while stats.completed < target:
+                screen_failure: tuple[int, BaseException] | None = None
                 while (stats.completed + len(running) < target
                        and len(running) < in_flight):
                     trial = study.ask(fixed_distributions=dists)
                     knobs = config.knob_values(trial.params)
                     trial.set_user_attr("knobs", knobs)
                     running[trial.number] = trial
-                    executor.submit(trial.number, knobs)
-                number, result = executor.wait_one()
+                    try:  # hardware first: a design that cannot be feasible never runs its model
+                        bounds = hardware_bounds(ctx, knobs)
+                    except Exception as exc:  # knobs the hardware model refuses: the trial fails below
+                        screen_failure = (trial.number, exc)
+                        break
+                    trial.set_user_attr("hardware_bounds", bounds.as_dict())
+                    reason, broken = hardware_screen(config, bounds)
+                    if reason is None:
+                        screened_in_a_row = 0
+                        executor.submit(trial.number, knobs)
+                        continue
+                    # PRUNED, not COMPLETE: without a model run there are no objective values to
+                    # record; the broken constraints (at their bounds) tell TPE it is infeasible
+                    running.pop(trial.number)
+                    record_constraints(trial, broken)
+                    trial.set_user_attr("screened", reason)
+                    study.tell(trial, state=TrialState.PRUNED)
+                    stats.screened += 1
+                    screened_in_a_row += 1
+                    if screened_in_a_row >= MAX_SCREENED_IN_A_ROW:
+                        raise DSEError(f"the hardware model ruled out the last {screened_in_a_row} designs "
+                                       f"sampled ({reason}); loosen the constraints or the search space")
+                number, result = screen_failure or executor.wait_one()
                 trial = running.pop(number)
                 if isinstance(result, BaseException):
                     reason = f"{result.__class__.__name__}: {result}".splitlines()[0][:300]
@@ -387,8 +552,7 @@ def run_study(
                     if stats.failed >= max_failures:
                         raise DSEError(f"{stats.failed} trials failed; last: {reason}")
                 else:
-                    for name, value in _constraints(config, result.metrics).items():
-                        trial.set_constraint(name, value)
+                    record_constraints(trial, _constraints(config, result.metrics))
                     trial.set_user_attr("metrics", result.metrics)
                     trial.set_user_attr("details", result.attrs)
                     trial.set_user_attr("cache_hit", result.cache_hit)

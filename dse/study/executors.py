@@ -8,15 +8,16 @@ re-run in place, and with Ray a dead worker process is re-run on a fresh one.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from dse.errors import DSEError
-from dse.evaluation import AnyContext, TrialOutcome, evaluate_trial
+from dse.evaluation import AnyContext, MultiTaskContext, TrialOutcome, evaluate_trial
 
 __all__ = [
     "EvaluateFn",
@@ -173,11 +174,19 @@ class RayExecutor:
             self._started = False
 
 
-def compression_key(knobs: dict[str, Any]) -> str:
-    """Identity of the model evaluation a trial needs (the logits cache key's knob part)."""
-    from dse.compression.spec import CompressionSpec
+def compression_key(knobs: dict[str, Any], tasks: Sequence[str] = ()) -> str:
+    """Identity of the model evaluations a trial needs (the logits cache key's knob part).
 
-    return json.dumps(CompressionSpec.from_knobs(knobs).as_dict(), sort_keys=True)
+    A multi-task trial (``tasks`` given) needs one per task: every task's compression setting,
+    read as that task sees its knobs (its ``<task>.<knob>`` values in place of shared ones).
+    """
+    from dse.compression.spec import CompressionSpec
+    from dse.config.knobs import knobs_for_task
+
+    if not tasks:
+        return json.dumps(CompressionSpec.from_knobs(knobs).as_dict(), sort_keys=True)
+    specs = {t: CompressionSpec.from_knobs(knobs_for_task(knobs, t)).as_dict() for t in tasks}
+    return json.dumps(specs, sort_keys=True)
 
 
 class OneEvaluationPerKey:
@@ -192,9 +201,14 @@ class OneEvaluationPerKey:
         self._key = key
         self._running: dict[int, str] = {}
         self._held: deque[tuple[int, dict[str, Any], str]] = deque()
+        self._failed: deque[Result] = deque()  # trials whose key could not be computed
 
     def submit(self, number: int, knobs: dict[str, Any]) -> None:
-        key = self._key(knobs)
+        try:
+            key = self._key(knobs)
+        except Exception as exc:  # a bad knob dict fails its trial, not the study
+            self._failed.append((number, exc))
+            return
         if key in self._running.values():
             self._held.append((number, knobs, key))
         else:
@@ -202,6 +216,8 @@ class OneEvaluationPerKey:
             self._inner.submit(number, knobs)
 
     def wait_one(self) -> Result:
+        if self._failed:
+            return self._failed.popleft()
         number, result = self._inner.wait_one()
         key = self._running.pop(number)
         for item in list(self._held):
@@ -213,10 +229,11 @@ class OneEvaluationPerKey:
         return number, result
 
     def in_flight(self) -> int:
-        return self._inner.in_flight() + len(self._held)
+        return self._inner.in_flight() + len(self._held) + len(self._failed)
 
     def close(self) -> None:
         self._held.clear()
+        self._failed.clear()
         self._inner.close()
 
 
@@ -226,7 +243,9 @@ def make_executor(kind: str, ctx: AnyContext, *, address: str | None = None, cpu
     if kind == "inline":
         return InlineExecutor(ctx, evaluate=evaluate, max_retries=max_retries)
     if kind == "ray":
+        tasks = tuple(ctx.tasks) if isinstance(ctx, MultiTaskContext) else ()
         return OneEvaluationPerKey(RayExecutor(ctx, evaluate=evaluate, address=address,
                                                cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                                               max_retries=max_retries))
+                                               max_retries=max_retries),
+                                   key=functools.partial(compression_key, tasks=tasks))
     raise DSEError(f"unknown executor {kind!r} (inline or ray)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
-__all__ = ["constraint_values", "feasible", "pareto_mask", "to_minimize"]
+__all__ = ["constraint_values", "feasible", "named_constraints", "pareto_mask", "to_minimize"]
 
 
 def feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -18,9 +18,21 @@ def feasible(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna 5 keeps named constraints (a dict); older trials may hold a sequence."""
-    constraints = trial.constraints or []
-    return list(constraints.values()) if isinstance(constraints, dict) else list(constraints)
+    return list(named_constraints(trial).values())
+
+
+def named_constraints(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+    """A trial's constraints, each once.
+
+    Optuna 5 keeps named constraints (a dict); older trials may hold a sequence. The coordinator
+    also stores the values as the legacy list optuna-dashboard reads, which Optuna reads back as
+    "0", "1", ...: those copies are dropped when the named ones are there.
+    """
+    constraints = trial.constraints or {}
+    if not isinstance(constraints, dict):
+        return {str(i): float(v) for i, v in enumerate(constraints)}
+    named = {k: float(v) for k, v in constraints.items() if not k.isdigit()}
+    return named or {k: float(v) for k, v in constraints.items()}
 
 
 def to_minimize(values: np.ndarray, directions: list[str]) -> np.ndarray:

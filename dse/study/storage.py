@@ -7,10 +7,13 @@ Only the coordinator writes; readers open the same storage through :func:`open_s
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import shutil
+import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -21,6 +24,7 @@ from pydantic import ValidationError
 
 from dse.config import StorageConfig
 from dse.errors import ConfigError, DSEError
+from dse.io import write_bytes_atomic
 
 __all__ = [
     "JOURNAL_NAME",
@@ -28,6 +32,7 @@ __all__ = [
     "FlockJournalLock",
     "display_url",
     "open_storage",
+    "recover_journal",
     "repair_journal",
     "resolve_storage_url",
     "storage_from_url",
@@ -95,6 +100,95 @@ def repair_journal(path: Path) -> int:
     return size - keep
 
 
+_CREATE_TRIAL = 4  # optuna JournalOperation codes (stable: they are on disk)
+
+
+def _intact(line: bytes) -> dict[str, Any] | None:
+    """A journal line as Optuna would apply it, or None if it is damaged."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+        return None
+    return record
+
+
+def recover_journal(path: Path) -> list[int]:
+    """Drop damaged records from the middle of a journal; returns their line numbers (1-based).
+
+    Optuna refuses a journal with one unreadable line anywhere but at the end, which would make
+    every finished trial unreachable. The intact records are kept in order; a lost
+    trial-creation record is replaced by a placeholder so later records still reach their own
+    trial (Optuna numbers trials by creation order). The damaged file is kept beside it as
+    ``study.journal.damaged-<time>``. A torn last line (a killed writer) is left to
+    :func:`repair_journal`. Holds the journal's append lock while it works.
+    """
+    if not path.is_file():
+        return []
+    lock = FlockJournalLock(path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise DSEError(f"{path}: cannot lock the journal to check it ({exc.strerror})") from None
+    try:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DSEError(f"{path}: cannot read the journal ({exc.strerror})") from None
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]  # tail: b"" or a torn last record
+        records = [_intact(line) for line in complete]
+        dropped = [i + 1 for i, r in enumerate(records) if r is None]
+        if not dropped:
+            return []
+        kept: list[bytes] = []
+        trials = 0
+        study_id = 0
+        for line, record in zip(complete, records):
+            if record is None:
+                continue
+            op = record["op_code"]
+            trial_id = record.get("trial_id")
+            if isinstance(trial_id, int) and op != _CREATE_TRIAL:
+                while trials <= trial_id:  # its creation record was lost: a placeholder keeps the numbering
+                    kept.append(json.dumps({"op_code": _CREATE_TRIAL, "worker_id": "dse-recovered",
+                                            "study_id": study_id, "datetime_start": None},
+                                           separators=(",", ":")).encode())
+                    trials += 1
+            if op == _CREATE_TRIAL:
+                trials += 1
+                study_id = record.get("study_id", study_id)
+            kept.append(line)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        copy = path.with_name(f"{path.name}.damaged-{stamp}")
+        try:
+            shutil.copy2(path, copy)
+            write_bytes_atomic(path, b"".join(line + b"\n" for line in kept) + tail)
+        except OSError as exc:
+            raise DSEError(f"{path} is damaged (lines {_ranges(dropped)} unreadable) and cannot be repaired "
+                           f"here ({exc.strerror}); copy the folder somewhere writable and run again") from None
+    finally:
+        lock.release()
+    log.warning("%s was damaged: dropped unreadable lines %s, kept every intact record; "
+                "the damaged file is kept as %s", path, _ranges(dropped), copy.name)
+    return dropped
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1,2,3,7 -> '1-3, 7' (a damaged stretch can be many lines)."""
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
 def display_url(url: str) -> str:
     """The URL with any password masked, for messages and logs."""
     try:
@@ -121,6 +215,7 @@ def storage_from_url(url: str) -> BaseStorage:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
+        recover_journal(path)
         try:
             return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockJournalLock(path)))
         except OSError as exc:

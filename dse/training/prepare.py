@@ -11,9 +11,12 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import safetensors.torch
@@ -34,6 +37,7 @@ __all__ = [
     "PreparedModel",
     "cache_root",
     "layer_cls_features",
+    "load_cached",
     "load_checkpoint",
     "load_prepared",
     "load_train_rows",
@@ -46,6 +50,7 @@ __all__ = [
 
 PREPARE_VERSION = 1
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,22 @@ def load_prepared(path: Path) -> PreparedModel:
     return PreparedModel(load_checkpoint(path, info.num_labels), info, path)
 
 
+def load_cached(path: Path, load: Callable[[Path], T], what: str) -> T | None:
+    """``load(path)`` of a cached checkpoint, or None (and the folder discarded) if it is damaged.
+
+    A cache holds only what we computed, so a truncated or garbage file (or a pickle: weights
+    are read as safetensors only) is recomputed rather than blocking every later run.
+    """
+    try:
+        return load(path)
+    except Exception as exc:  # any failure to read our own cache means: damaged
+        first = (str(exc).strip().splitlines() or [""])[0][:200] or exc.__class__.__name__
+        log.warning("%s: damaged cached %s (%s: %s); discarded, computing it again",
+                    path, what, exc.__class__.__name__, first)
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+
+
 def offramp_rows(train: EncodedSet, finetune: FinetuneConfig) -> EncodedSet:
     """The seeded subset of training rows whose [CLS] features train the off-ramps."""
     if finetune.offramp_train_subset is not None and finetune.offramp_train_subset < len(train):
@@ -270,8 +291,10 @@ def prepare_model(
     )
     target = (cache_dir or cache_root()) / "prepared" / f"{spec.name}-{key}"
     if (target / "info.json").is_file():
-        log.info("prepared model found in cache: %s", target)
-        return load_prepared(target)
+        cached = load_cached(target, load_prepared, "fine-tuned model")
+        if cached is not None:
+            log.info("prepared model found in cache: %s", target)
+            return cached
 
     torch.manual_seed(finetune.seed)
     tokenizer = load_tokenizer(model_source)

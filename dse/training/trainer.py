@@ -37,6 +37,7 @@ from dse.training.distillation import distillation_loss
 from dse.training.prepare import (
     cache_root,
     layer_cls_features,
+    load_cached,
     load_checkpoint,
     offramp_rows,
     save_checkpoint,
@@ -236,9 +237,14 @@ def train_compressed(
     key = training_key(parent_key, spec, config)
     target = (cache_dir or cache_root()) / "trained" / f"{task}-{key}"
     if (target / "info.json").is_file():
-        info = json.loads((target / "info.json").read_text())
-        log.info("compression-trained model found in cache: %s", target)
-        return TrainedModel(load_checkpoint(target, info["num_labels"]), info, target, cache_hit=True)
+        def load(path: Path) -> TrainedModel:
+            info = json.loads((path / "info.json").read_text())
+            return TrainedModel(load_checkpoint(path, info["num_labels"]), info, path, cache_hit=True)
+
+        cached = load_cached(target, load, "compression-trained model")
+        if cached is not None:
+            log.info("compression-trained model found in cache: %s", target)
+            return cached
 
     train, pad_id = train_rows()
     torch.manual_seed(finetune.seed)

@@ -110,3 +110,17 @@ def test_config_schema_and_hash() -> None:
     assert schema["title"] == "edgebert-dse study definition"
     config = tiny_config()
     assert dse.config_hash(config) == dse.config_hash(dse.StudyConfig.model_validate(config.model_dump()))
+
+
+def test_the_sampler_chosen_at_create_is_recorded_and_kept(tmp_path: Path) -> None:
+    config = tiny_config(n_trials=2)  # the definition says tpe
+    study = dse.Study.create(config, results_dir=tmp_path, sampler="random", seed=4)
+    assert study.config.sampler.name == "random" and study.config.sampler.seed == 4
+    assert study.run(context=tiny_context(study.folder.cache)).completed == 2
+    reopened = dse.Study.open(study.path)  # what dse study resume runs: the recorded sampler
+    assert (reopened.config.sampler.name, reopened.config.sampler.seed) == ("random", 4)
+    assert reopened.run(n_trials=3, context=tiny_context(study.folder.cache)).completed == 3
+    with pytest.raises(DSEError, match=r"was run with sampler random \(seed 4\), not tpe \(seed 0\)"):
+        dse.Study.create(config, results_dir=tmp_path).run(context=tiny_context(study.folder.cache))
+    with pytest.raises(DSEError, match="unknown sampler 'cmaes'"):
+        dse.Study.create(config, results_dir=tmp_path, sampler="cmaes")

@@ -148,3 +148,21 @@ def test_a_file_in_the_way_of_a_folder_is_refused(tmp_path: Path) -> None:
             (tmp / "config.json").write_text("{}")
     assert target.read_text() == "not a folder"
     assert _names(tmp_path) == {"model"}
+
+
+def test_stale_temps_of_a_killed_writer_are_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+
+    from dse.io import remove_stale_temps
+
+    proc = subprocess.Popen(["sleep", "0"])  # noqa: S607
+    proc.wait()
+    stale = tmp_path / f".model.{proc.pid}-0123abcd.tmp"
+    (stale / "backbone").mkdir(parents=True)
+    (stale / "backbone" / "model.safetensors").write_bytes(b"x" * 1000)
+    live = tmp_path / f".model.{os.getpid()}-0123abcd.tmp"
+    live.mkdir()
+    user = tmp_path / ".notes.tmp"  # not one of ours: no pid-token
+    user.write_text("mine")
+    assert remove_stale_temps(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and user.exists()

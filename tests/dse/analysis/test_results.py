@@ -53,10 +53,16 @@ def test_pareto_table_skips_failed_and_infeasible() -> None:
 
 
 def test_picks() -> None:
-    front = pareto_table(_trials(), CONFIG)
+    # three designs, each pick with one right answer: the knee gives up 1 point for 80% less energy
+    front = pareto_table(pd.DataFrame({
+        "trial": [0, 1, 2], "state": ["COMPLETE"] * 3, "feasible": [True] * 3,
+        "accuracy": [90.0, 89.0, 80.0], "energy_uj": [10.0, 2.0, 1.0],
+    }), CONFIG)
+    assert front["trial"].tolist() == [0, 1, 2]
     assert pick_trial(front, CONFIG, "max-accuracy") == 0
-    assert pick_trial(front, CONFIG, "min-energy") == 1
-    assert pick_trial(front, CONFIG, "knee") in (0, 1)
+    assert pick_trial(front, CONFIG, "min-energy") == 2
+    # scaled to the front's range: distances to the ideal point are 1, 0.149, 1
+    assert pick_trial(front, CONFIG, "knee") == 1
     with pytest.raises(DSEError):
         pick_trial(front.iloc[0:0], CONFIG, "knee")
 
@@ -145,3 +151,30 @@ def test_unknown_picks_are_one_line_errors() -> None:
     with pytest.raises(DSEError, match="do not record the metric .area_mm2."):
         pick_trial(front, CONFIG, "best:area_mm2")
     assert check_pick("max-accuracy") == "best:accuracy" and pick_label("best:latency_ms") == "best-latency_ms"
+
+
+def test_hypervolume_contributions_3d_by_hand() -> None:
+    # minimize three; A=(1,1,1) box to (2,3,4) = 1*2*3 = 6, B=(0,2,2) box = 2*1*2 = 4,
+    # overlap [1,2]x[2,3]x[2,4] = 2: total 8. C=(1.5,1.5,1.5) is dominated by A only, D=(3,0,0) lies
+    # beyond the reference. Without A: B 4 + C 0.5*1.5*2.5 - their overlap 0.5*1*2 = 4.875, so A
+    # adds 8 - 4.875 = 3.125; without B: 6, so B adds 2; C and D add nothing
+    config = parse_study_config(
+        {"name": "m3", "search_space": {"exit_threshold": {"type": "float", "low": 0, "high": 0.5}},
+         "objectives": [{"name": "energy_uj"}, {"name": "latency_ms"}, {"name": "memory_mb"}]},
+        source="test",
+    )
+    front = pd.DataFrame({"energy_uj": [1, 0, 1.5, 3], "latency_ms": [1, 2, 1.5, 0], "memory_mb": [1, 2, 1.5, 0]})
+    ref = np.array([2.0, 3.0, 4.0])
+    assert hypervolume(front.to_numpy(), ["minimize"] * 3, ref) == pytest.approx(8.0)
+    contrib = hypervolume_contributions(front, config, ref)
+    assert contrib.tolist() == pytest.approx([3.125, 2.0, 0.0, 0.0])
+
+
+def test_hypervolume_uses_a_public_library() -> None:
+    # optuna._hypervolume is private (it may change in any release); moocore computes it
+    import inspect
+
+    import dse.analysis.results as results
+
+    source = inspect.getsource(results)
+    assert "optuna._hypervolume" not in source and "moocore" in source

@@ -87,6 +87,8 @@ BAD = [
     ("future-version", "export version 3 is not supported (this tool reads 1, 2)"),
     ("no-data", "malformed edgebert-dse.design export"),
     ("unknown-knob", "unknown knobs ['colour']"),
+    ("knob-out-of-range", "encoder_pruning: 1.5 is outside the legal range"),
+    ("knob-wrong-type", "envm_cell: 'bogus' is not one of"),
     ("empty-folder", "not a design export folder (no design.json)"),
     ("model-folder", "score an exported model with: dse evaluate --model"),
 ]
@@ -105,6 +107,11 @@ def test_bad_designs_are_one_line_errors(case: str, message: str, record: dict, 
         _write(target, {"_type": EXPORT_TYPE, "_version": 2, "_data": {"metrics": {}}})
     elif case == "unknown-knob":
         data = {**record["_data"], "hardware": {**record["_data"]["hardware"], "colour": "red"}}
+        _write(target, {**record, "_data": data})
+    elif case == "knob-out-of-range":
+        _write(target, {**record, "_data": {**record["_data"], "compression": {"encoder_pruning": 1.5}}})
+    elif case == "knob-wrong-type":
+        data = {**record["_data"], "hardware": {**record["_data"]["hardware"], "envm_cell": "bogus"}}
         _write(target, {**record, "_data": data})
     elif case == "empty-folder":
         target = tmp_path
@@ -127,3 +134,51 @@ def test_export_refuses_bad_targets_before_any_work(number: int, out: str, messa
     with pytest.raises(DSEError, match=message.replace("(", r"\(").replace(")", r"\)")):
         export_design(_study(config), config, number, tmp_path / out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
+
+
+def _existing(tmp_path: Path, case: str) -> Path:
+    """An export target that already holds something (issue #16: export deleted model/ silently)."""
+    out = tmp_path / "out"
+    (out / MODEL_DIR).mkdir(parents=True)
+    (out / MODEL_DIR / "weights.bin").write_text("the user's own model")
+    if case == "other-design":
+        record = design_record(_study(_config()), _config(), 0)
+        _write(out / DESIGN_FILE, {**record, "_data": {**record["_data"], "trial": 5}})
+    elif case == "not-a-design":
+        _write(out / DESIGN_FILE, "{")
+    return out
+
+
+@pytest.mark.parametrize("case", ["user-folder", "other-design", "not-a-design"])
+def test_export_refuses_a_non_empty_folder_before_any_work(case: str, tmp_path: Path) -> None:
+    config = _config()
+    out = _existing(tmp_path, case)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(DSEError, match="is not empty and not an export of trial 0") as err:
+        export_design(_study(config), config, 0, out)
+    assert "\n" not in str(err.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing lost
+
+
+def test_export_with_force_still_never_replaces_a_model_folder_it_did_not_write(tmp_path: Path) -> None:
+    config = _config()
+    out = _existing(tmp_path, "user-folder")
+    with pytest.raises(DSEError, match="is not an exported model; it will not be replaced"):
+        export_design(_study(config), config, 0, out, force=True)
+    assert (out / MODEL_DIR / "weights.bin").read_text() == "the user's own model"
+
+
+def test_export_refuses_a_read_only_target_before_any_work(tmp_path: Path) -> None:
+    import os
+
+    config = _config()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    target = locked / "out" if os.geteuid() != 0 else Path("/proc/out")  # root writes anywhere but /proc
+    try:
+        with pytest.raises(DSEError, match="cannot write the export to"):
+            export_design(_study(config), config, 0, target)
+    finally:
+        locked.chmod(0o755)
+    assert not target.exists()

@@ -104,6 +104,24 @@ BAD = [
      "hypervolume_reference.energy_uj: Input should be a valid number"),
     (_with(hypervolume_reference={"accuracy": 70, "energy_uj": float("nan"), "latency_ms": 3}),
      "energy_uj must be a finite number"),
+    # issue #15: knobs that would run but mean nothing, or fail at run time
+    (_with(executor={"gpus_per_trial": 1}), "gpus_per_trial=1: trials run on CPU"),
+    (_with(task="stsb"), "exit_threshold: stsb is a regression task"),
+    (_with(task="stsb", search_space={"voltage_v": {"type": "float", "low": 0.5, "high": 0.8}},
+           fixed={"exit_threshold": 0.2}), "any threshold > 0 exits every sentence at layer 1"),
+    (_with(tasks=[{"name": "sst2"}, {"name": "stsb"}],
+           search_space={"sst2.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6},
+                         "stsb.exit_threshold": {"type": "float", "low": 0.0, "high": 0.6}}),
+     "stsb.exit_threshold: stsb is a regression task"),
+    (_with(fixed={"train_embedding_pruning": 0.3}), "train_embedding_pruning > 0 with train_epochs <= 1"),
+    (_with(fixed={"train_embedding_pruning": 0.3},
+           search_space={"train_epochs": {"type": "float", "low": 1.0, "high": 3.0}}), "never adapts"),
+    (_with(fixed={"weight_format": "edgebert_hw", "weight_bits": 6}),
+     "weight_format 'edgebert_hw' with weight_bits=6, weight_exp_bits=3 can be sampled"),
+    (_with(search_space={"weight_format": {"type": "categorical", "choices": ["paper2020", "ref2022"]},
+                         "weight_exp_bits": {"type": "int", "low": 1, "high": 3}}), "ref2022 needs weight_exp_bits >= 2"),
+    (_with(fixed={"activation_bits": 3}), "activation_bits=3 with weight_format 'paper2020'"),
+    (_with(fixed={"weight_format": "edgebert_hw", "activation_bits": 16}), "AdaptivFloat<8,3> only"),
 ]
 
 
@@ -190,3 +208,45 @@ def test_single_task_hash_is_unchanged_by_later_options() -> None:
     # golden: results/sst2_minilm folders written before tasks/freeze_embeddings existed still open
     config = load_study_config(SPACES / "sst2_minilm.yaml")
     assert config_hash(config) == "95fd78090aba9456e632a906c2c185636a39758da515b42c3f0c70c93c69a142"
+
+
+def _format_works(fmt) -> bool:  # noqa: ANN001
+    """Whether AdaptivFloat builds this format and quantizes a small tensor with it."""
+    import torch
+
+    from dse.compression.adaptivfloat import quantize
+
+    try:
+        if fmt is not None:
+            quantize(torch.linspace(-2.0, 3.0, 11), fmt())
+    except ValueError:
+        return False
+    return True
+
+
+def test_every_accepted_number_format_runs_and_every_refused_one_would_not() -> None:
+    # every weight_format x weight_bits x weight_exp_bits x activation_bits the knobs allow
+    import itertools
+
+    from dse.compression.apply import activation_format, weight_format
+    from dse.compression.spec import CompressionSpec
+
+    knob = {n: KNOBS[n] for n in ("weight_format", "weight_bits", "weight_exp_bits", "activation_bits")}
+    accepted = refused = 0
+    for variant, bits, exp, act in itertools.product(
+            knob["weight_format"].choices, *(range(int(knob[n].low), int(knob[n].high) + 1)
+                                             for n in ("weight_bits", "weight_exp_bits", "activation_bits"))):
+        fixed = {"weight_format": variant, "weight_bits": bits, "weight_exp_bits": exp, "activation_bits": act}
+        spec = CompressionSpec.from_knobs({**{n: k.default for n, k in KNOBS.items()}, **fixed})
+        runs = _format_works(lambda: weight_format(spec)) and _format_works(
+            None if act == 0 else lambda: activation_format(spec))
+        try:
+            parse_study_config(_with(fixed=fixed), source="t")
+        except ConfigError as exc:
+            assert not runs, f"{fixed} runs but is refused: {exc}"
+            assert "\n" not in str(exc)
+            refused += 1
+        else:
+            assert runs, f"{fixed} passes validation and fails at run time"
+            accepted += 1
+    assert accepted and refused

@@ -1,4 +1,4 @@
-"""Hand-computed checks of dse.data.metrics (no sklearn/scipy reference: the arithmetic is in the comments)."""
+"""Hand-computed checks of dse.data.metrics (the arithmetic is in the comments), and the correlations are scipy's."""
 
 from __future__ import annotations
 
@@ -149,3 +149,18 @@ def test_main_metric():
 def test_unknown_task_is_data_error():
     with pytest.raises(DataError, match="unknown GLUE task"):
         compute_metrics("squad", np.array([1]), np.array([1]))
+
+
+def test_correlations_are_scipys() -> None:
+    # scipy.stats computes them (no hand-written ranking to drift from it); ties get average ranks
+    import inspect
+
+    from scipy import stats
+
+    import dse.data.metrics as metrics
+
+    assert "stats.pearsonr" in inspect.getsource(metrics) and "stats.spearmanr" in inspect.getsource(metrics)
+    gen = np.random.default_rng(0)
+    x, y = gen.integers(0, 5, 50).astype(float), gen.normal(size=50)
+    assert pearson(x, y) == stats.pearsonr(x, y).statistic
+    assert spearman(x, y) == stats.spearmanr(x, y).statistic

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -23,11 +24,30 @@ def _dev(lengths: list[int]) -> EncodedSet:
 DEV = _dev([12, 5, 20, 9])
 
 
-def test_active_compression_passes(tiny_model) -> None:  # noqa: ANN001
-    spec = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.3, weight_bits=6, weight_exp_bits=3,
-                           attention_span=4)
+@pytest.mark.parametrize(("knob", "spec"), [
+    ("encoder_pruning", CompressionSpec(encoder_pruning=0.5, weight_bits=8)),
+    ("embedding_pruning", CompressionSpec(embedding_pruning=0.3, weight_bits=8)),
+    ("weight_bits", CompressionSpec(weight_bits=6, weight_exp_bits=3)),
+    ("attention_span", CompressionSpec(weight_bits=8, attention_span=4)),
+    ("activation_bits", CompressionSpec(weight_bits=8, activation_bits=8)),
+])
+def test_active_compression_passes(tiny_model, knob: str, spec: CompressionSpec) -> None:  # noqa: ANN001
+    # the compressed model passes; the same model with this knob's effect missing is refused, by name
     out, _ = compress(tiny_model, spec)
     check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+    # every compression quantizes weights, so "weights never quantized" is the original model itself
+    without = tiny_model if knob == "weight_bits" else compress(
+        tiny_model, dataclasses.replace(spec, **{knob: getattr(CompressionSpec(), knob)}))[0]
+    with pytest.raises(InactiveKnob, match=knob):
+        check_knobs_active(tiny_model, without, spec, dev=DEV, pad_id=0)
+
+
+def test_all_knobs_at_once_pass(tiny_model) -> None:  # noqa: ANN001
+    spec = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.3, weight_bits=6, weight_exp_bits=3,
+                           attention_span=4, activation_bits=8)
+    out, achieved = compress(tiny_model, spec)
+    check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+    assert achieved  # compression reports what it did
 
 
 def test_mask_that_never_reached_the_weights_fails(tiny_model) -> None:  # noqa: ANN001

@@ -39,25 +39,47 @@ def test_padding_does_not_change_results(tiny_model: EarlyExitModel, tiny_batch)
     assert torch.allclose(full[:, 1], alone[:, 0], atol=1e-5)
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.6, 0.69, 10.0, "per-layer"])
+def _thresholds(setting: str, ent: torch.Tensor) -> float | torch.Tensor:
+    """A threshold setting and the exits it must give, chosen from the model's own entropies
+    ``[layers, rows]`` with margins far above batch-size noise."""
+    if setting == "none":
+        return 0.0
+    if setting == "first":
+        return 10.0
+    thr = torch.zeros(ent.shape[0])
+    if setting == "second":  # nobody is sure enough at layer 1, everybody at layer 2
+        thr[0], thr[1] = ent[0].min() - 1e-3, ent[1].max() + 1e-3
+        return thr
+    # "spread": the 2 surest rows exit at layer 1, the surest of the rest at 2, the others run on
+    first = ent[0].sort().values
+    thr[0] = (first[1] + first[2]) / 2
+    rest = ent[1][ent[0] >= thr[0]].sort().values
+    thr[1] = (rest[0] + rest[1]) / 2
+    assert first[2] - first[1] > 1e-3 and rest[1] - rest[0] > 1e-3  # no knife edge
+    return thr
+
+
+EXPECTED = {"none": lambda n: [n] * 5, "first": lambda n: [1] * 5, "second": lambda n: [2] * 5,
+            "spread": lambda n: [1, 1, 2, n, n]}
+
+
+@pytest.mark.parametrize("setting", list(EXPECTED))
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
-def test_real_early_exit_matches_simulation(tiny_model: EarlyExitModel, tiny_batch, threshold, batch_size) -> None:  # noqa: ANN001
+def test_real_early_exit_matches_simulation(tiny_model: EarlyExitModel, tiny_batch, setting, batch_size) -> None:  # noqa: ANN001
     # Make the off-ramps confident at different layers so exits really spread out.
     torch.manual_seed(3)
     for ramp in tiny_model.off_ramps:
         ramp.classifier.weight.data.mul_(20)
-    if threshold == "per-layer":  # one threshold per off-ramp: strict early, lenient late
-        threshold = torch.linspace(0.05, 0.69, tiny_model.num_layers)
-    sim_logits, sim_layers = simulate_early_exit(tiny_model(**tiny_batch), threshold)
+    all_logits = tiny_model(**tiny_batch)
+    threshold = _thresholds(setting, entropy(all_logits))
+    sim_logits, sim_layers = simulate_early_exit(all_logits, threshold)
+    # the setting exits where it says: mid-network settings really stop rows between layer 1 and the last
+    assert sorted(sim_layers.tolist()) == EXPECTED[setting](tiny_model.num_layers)
     for start in range(0, 5, batch_size):
         part = {k: v[start : start + batch_size] for k, v in tiny_batch.items()}
         logits, layers = tiny_model.early_exit_forward(**part, threshold=threshold)
         assert torch.equal(layers, sim_layers[start : start + batch_size])
         assert torch.equal(logits.argmax(-1), sim_logits[start : start + batch_size].argmax(-1))
-    if isinstance(threshold, float) and threshold == 0.0:
-        assert (sim_layers == tiny_model.num_layers).all()
-    if isinstance(threshold, float) and threshold == 10.0:
-        assert (sim_layers == 1).all()
 
 
 def test_simulation_uses_first_layer_below_threshold() -> None:

@@ -180,13 +180,16 @@ def test_transient_errors_are_retried_then_fail_the_trial(tmp_path: Path) -> Non
     stats = run_study(folder, config, context=tiny_context(folder.cache), evaluate=flaky)
     study = open_study(folder, config, create=False)
     assert stats.completed == 4
-    for t in study.trials:
-        key = json.dumps(t.user_attrs["knobs"], sort_keys=True)
-        if t.state == TrialState.FAIL:
-            assert t.user_attrs["fail_reason"].startswith("TransientEvaluationError: OSError")
-            assert calls[key] >= 1 + config.executor.max_retries
-        else:
-            assert calls[key] >= 2
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    # the seeded sampler draws pcm: at least one trial really failed after its retries
+    assert failed and stats.failed == len(failed) and len(done) == 4
+    for t in failed:
+        assert t.params["envm_cell"] == "pcm"
+        assert t.user_attrs["fail_reason"].startswith("TransientEvaluationError: OSError")
+        assert calls[json.dumps(t.user_attrs["knobs"], sort_keys=True)] >= 1 + config.executor.max_retries
+    for t in done:  # lost once, retried, then scored
+        assert t.params["envm_cell"] == "rram_slc" and calls[json.dumps(t.user_attrs["knobs"], sort_keys=True)] >= 2
 
 
 def test_too_many_failures_stop_the_study_with_a_clear_error(tmp_path: Path) -> None:
@@ -287,3 +290,189 @@ def test_accuracy_under_faults_constraint_is_a_lower_bound() -> None:
                "accuracy_under_faults": 65.5}
     assert _constraints(config, metrics) == {"accuracy_under_faults": 4.5}  # 70 - 65.5 > 0: infeasible
     assert _constraints(config, {**metrics, "accuracy_under_faults": 72.0}) == {"accuracy_under_faults": -2.0}
+
+
+# --- samplers: chosen by name (the CLI's --sampler/--seed), recorded, kept on resume -------------
+
+# what each sampler leaves on the trials it suggested (random: nothing)
+SAMPLER_MARKS = {"tpe": "tpe:relative_params", "gp": "gp:relative_params", "nsga2": "NSGAIISampler:generation"}
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
+def test_each_sampler_runs_a_tiny_study_and_is_recorded(tmp_path: Path, name: str) -> None:
+    from dse.study.engine import sampler_option
+
+    base = _config(n_trials=11)  # one past the TPE and GP start-up trials: their models are used
+    config = base.model_copy(update={"sampler": sampler_option(base.sampler, name, 7)})
+    folder = StudyFolder(tmp_path / "unit")
+    stats = run_study(folder, config, context=tiny_context(folder.cache))
+    study = open_study(folder, config, create=False)
+    assert stats.completed == 11
+    assert study.user_attrs["sampler"] == {"name": name, "seed": 7}
+    assert folder.load_config().sampler == config.sampler  # config.yaml: what a resume runs with
+    marks = {key.split(":")[0] for t in study.trials for key in t.system_attrs}
+    others = {SAMPLER_MARKS[s].split(":")[0] for s in SAMPLER_MARKS if s != name}
+    assert not marks & others
+    if name in SAMPLER_MARKS:
+        assert any(SAMPLER_MARKS[name] in key for t in study.trials for key in t.system_attrs)
+
+
+def test_sampler_options_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from dse.study.engine import sampler_option
+
+    base = _config().sampler
+    assert sampler_option(base, seed=3) == base.model_copy(update={"seed": 3})
+    with pytest.raises(DSEError, match=r"^unknown sampler 'cmaes' \(tpe, nsga2, random, gp\)$"):
+        sampler_option(base, "cmaes")
+    with pytest.raises(DSEError, match="seed must be an integer"):
+        sampler_option(base, seed=-1)
+    monkeypatch.setitem(sys.modules, "scipy", None)  # what a machine without scipy looks like to an import
+    with pytest.raises(DSEError, match="sampler gp needs the scipy package") as err:
+        sampler_option(base, "gp")
+    assert "\n" not in str(err.value)
+    config = _config().model_copy(update={"sampler": base.model_copy(update={"name": "gp"})})
+    with pytest.raises(DSEError, match="needs the scipy package"):  # a definition naming gp: before any write
+        open_study(StudyFolder(tmp_path / "unit"), config, create=True)
+    assert not (tmp_path / "unit").exists()
+
+
+def test_a_folder_run_with_another_sampler_is_refused(tmp_path: Path) -> None:
+    from dse.study.engine import sampler_option
+
+    folder = StudyFolder(tmp_path / "unit")
+    tpe = _config()
+    open_study(folder, tpe, create=True)
+    for name, seed in (("nsga2", None), (None, 5)):
+        other = tpe.model_copy(update={"sampler": sampler_option(tpe.sampler, name, seed)})
+        with pytest.raises(DSEError, match=r"was run with sampler tpe \(seed 0\), not "):
+            open_study(folder, other, create=True)
+    with pytest.raises(DSEError, match="different study definition"):  # not a sampler question
+        open_study(folder, _config(n_trials=3), create=True)
+    assert open_study(folder, folder.load_config(), create=True).user_attrs["sampler"] == {"name": "tpe", "seed": 0}
+
+
+# --- hardware first: designs that cannot be feasible never run their model ----------------------
+
+AREA_LIMIT_MM2 = 0.3  # the tiny model's chip: ~0.11 mm2 with 4 VMAC lanes, ~0.47 mm2 with 64
+
+
+def _screened_config(**extra):  # noqa: ANN003, ANN202
+    from .conftest import tiny_config
+
+    return tiny_config(search_space={"vmac_lanes": {"type": "categorical", "choices": [4, 64]},
+                                     "exit_threshold": {"type": "float", "low": 0.0, "high": 0.6, "step": 0.1}},
+                       **{"constraints": {"max_area_mm2": AREA_LIMIT_MM2}, **extra})
+
+
+def _guarded_context(cache: Path):  # noqa: ANN202
+    """The tiny context with a model that raises if anything runs it."""
+    ctx = tiny_context(cache, baseline_points=50.0)
+
+    def refuse(module, args):  # noqa: ANN001, ANN202, ARG001
+        raise RuntimeError("the model ran")
+
+    ctx.model.backbone.embeddings.register_forward_pre_hook(refuse)
+    return ctx
+
+
+def test_a_screened_design_never_runs_the_model_and_an_unscreened_one_does(tmp_path: Path) -> None:
+    folder = StudyFolder(tmp_path / "unit")
+    config = _screened_config(n_trials=1)
+    # every unscreened design reaches the model and fails there, until the study gives up
+    with pytest.raises(DSEError, match="trials failed; last: RuntimeError: the model ran"):
+        run_study(folder, config, context=_guarded_context(folder.cache))
+    study = open_study(folder, config, create=False)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert pruned and failed
+    for t in pruned:
+        assert t.params["vmac_lanes"] == 64
+        assert t.user_attrs["screened"].startswith("hardware screen: area_mm2 0.47")
+        assert f"> max_area_mm2 {AREA_LIMIT_MM2:g}" in t.user_attrs["screened"]
+        assert t.constraints["area"] > 0 and "fail_reason" not in t.user_attrs
+    assert all(t.params["vmac_lanes"] == 4 and t.user_attrs["fail_reason"] == "RuntimeError: the model ran"
+               for t in failed)
+
+
+def test_screened_designs_are_pruned_with_their_reason_in_trials_csv(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from dse.analysis.outputs import write_study_outputs
+    from dse.analysis.results import analyse_study
+
+    folder = StudyFolder(tmp_path / "unit")
+    config = _screened_config(n_trials=3)
+    stats = run_study(folder, config, context=tiny_context(folder.cache))
+    study = open_study(folder, config, create=False)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert stats.completed == count_complete(study) == 3  # screened designs are not in the budget
+    assert stats.screened == len(pruned) >= 1
+    assert all(t.params["vmac_lanes"] == 4 for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    analysis = analyse_study(study, config)
+    assert set(analysis.front["trial"]) <= {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    write_study_outputs(analysis, folder)
+    table = pd.read_csv(folder.path / "trials.csv")
+    rows = table[table["state"] == "PRUNED"]
+    assert len(rows) == len(pruned) and not rows["feasible"].any()
+    assert rows["screened"].str.startswith("hardware screen: area_mm2").all()
+    assert table[table["state"] == "COMPLETE"]["screened"].isna().all()
+
+
+def test_a_study_whose_every_design_is_ruled_out_stops_with_the_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dse.study import engine
+
+    monkeypatch.setattr(engine, "MAX_SCREENED_IN_A_ROW", 6)
+    folder = StudyFolder(tmp_path / "unit")
+    config = _screened_config(n_trials=2, constraints={"max_area_mm2": 0.01})
+    with pytest.raises(DSEError, match=r"ruled out the last 6 designs sampled \(hardware screen: area_mm2"):
+        run_study(folder, config, context=_guarded_context(folder.cache))
+    study = open_study(folder, config, create=False)
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 6
+
+
+def test_hardware_screen_reasons() -> None:
+    from dse.evaluation import HardwareBounds
+    from dse.study.engine import hardware_screen
+
+    config = _screened_config(constraints={"max_area_mm2": 1.0, "max_memory_mb": 2.0, "latency_target_ms": 3.0})
+    ok = HardwareBounds(area_mm2=1.0, memory_mb=2.0, min_latency_ms=3.0, invalid_reason=None)
+    assert hardware_screen(config, ok) == (None, {})  # at the limits: may still be feasible
+    reason, broken = hardware_screen(config, HardwareBounds(1.5, 2.0, 4.0, None))
+    assert reason == ("hardware screen: area_mm2 1.5 > max_area_mm2 1; latency_ms >= 4 > latency_target_ms 3 "
+                      "(every sentence exiting at layer 1)")
+    assert broken == {"area": 0.5, "latency": 1.0}
+    reason, broken = hardware_screen(config, HardwareBounds(0.1, 0.1, 0.1, "eNVM cell pcm has no valid array"))
+    assert reason == "hardware screen: eNVM cell pcm has no valid array" and broken == {}
+    assert hardware_screen(_config(), HardwareBounds(9.0, 9.0, 9.0, None)) == (None, {})  # no limits set
+
+
+def test_optuna_tools_see_metric_names_and_constraints(tmp_path: Path) -> None:
+    from optuna_dashboard._serializer import serialize_frozen_trial
+
+    from dse.study.pareto import feasible, named_constraints
+
+    folder = StudyFolder(tmp_path / "unit")
+    # the unpruned model (0.0375 MB) breaks the memory budget, the 50%-pruned one (0.025 MB) meets
+    # it; the sweep adds derived trials, the hardware screen may prune designs
+    config = _config(n_trials=4, constraints={"max_memory_mb": 0.03}, sweep={"enabled": True})
+    run_study(folder, config, context=tiny_context(folder.cache))
+    study = open_study(folder, config, create=False)
+    assert study.metric_names == config.objective_names()
+    trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert any(t.user_attrs.get("derived") for t in trials)
+    assert {feasible(t) for t in trials} == {True, False}
+    for t in trials:
+        named = named_constraints(t)
+        assert set(named) == {"memory"}  # each once, by name: the dashboard's copy is not counted twice
+        # optuna-dashboard 0.21 marks feasibility from this list only
+        shown = serialize_frozen_trial(study._study_id, t, {})["constraints"]
+        assert shown == list(named.values()) and feasible(t) is all(v <= 0 for v in shown)
+
+
+def test_an_older_study_gets_its_metric_names_when_it_resumes(tmp_path: Path) -> None:
+    folder = StudyFolder(tmp_path / "unit")
+    study = open_study(folder, _config(), create=True)
+    study._storage.set_study_system_attr(study._study_id, "study:metric_names", None)  # as before naming
+    assert open_study(folder, _config(), create=False).metric_names is None  # readers write nothing
+    assert open_study(folder, _config(), create=True).metric_names == _config().objective_names()

@@ -137,3 +137,54 @@ def test_inline_executor_gives_failures_back_as_values(tiny_ctx) -> None:  # noq
     executor.submit(3, {})
     number, result = executor.wait_one()
     assert number == 3 and isinstance(result, ZeroDivisionError)
+
+
+def test_compression_key_of_a_multitask_trial_covers_every_task() -> None:
+    from dse.config import load_study_config
+    from dse.study.executors import compression_key
+
+    config = load_study_config(Path(__file__).resolve().parents[3] / "search_spaces" / "smoke_multitask.yaml")
+    tasks = [t.name for t in config.tasks]
+    params = {f"{t}.encoder_pruning": 0.25 for t in tasks} | {f"{t}.exit_threshold": 0.2 for t in tasks}
+    knobs = config.knob_values(params)
+    assert "encoder_pruning" not in knobs  # every task sets its own: no shared value left
+    key = compression_key(knobs, tasks)
+    # another threshold or voltage: the same models; another pruning of one task: not
+    assert compression_key({**knobs, "qnli.exit_threshold": 0.6, "voltage_v": 0.5}, tasks) == key
+    assert compression_key({**knobs, "mrpc.encoder_pruning": 0.5}, tasks) != key
+
+
+def test_a_key_that_cannot_be_computed_fails_only_its_trial(tiny_ctx) -> None:  # noqa: ANN001
+    base = tiny_config().knob_values({})
+    executor = OneEvaluationPerKey(InlineExecutor(tiny_ctx))
+    executor.submit(0, base)
+    executor.submit(1, {k: v for k, v in base.items() if k != "encoder_pruning"})  # the old multi-task crash
+    executor.submit(2, {**base, "encoder_pruning": 0.5})
+    assert executor.in_flight() == 3
+    results = dict(executor.wait_one() for _ in range(3))
+    assert isinstance(results[1], KeyError) and executor.in_flight() == 0
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+
+
+def test_multitask_study_with_per_task_pruning_runs_on_ray(tmp_path: Path, local_ray: None) -> None:
+    # every task sets its own encoder_pruning, so no shared one is left in the knob dict: the
+    # one-evaluation-per-key guard once raised KeyError on the coordinator and aborted the run
+    from dse.config import parse_study_config
+    from dse.evaluation import MultiTaskContext
+
+    sst2, rte = tiny_context(tmp_path / "cache", rows=32), tiny_context(tmp_path / "cache", rows=20)
+    rte.task, rte.prepared_key = "rte", "tiny-rte"
+    ctx = MultiTaskContext({"sst2": sst2, "rte": rte}, {"sst2": 0.5, "rte": 0.5}, {})
+    config = parse_study_config({
+        "name": "mt", "tasks": [{"name": "sst2"}, {"name": "rte"}], "n_trials": 3, "sweep": {"enabled": False},
+        "objectives": [{"name": "worst_accuracy_drop"}, {"name": "energy_uj"}],
+        "executor": {"kind": "ray", "max_in_flight": 2},
+        "search_space": {"sst2.encoder_pruning": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.5},
+                         "rte.encoder_pruning": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.5},
+                         "voltage_v": {"type": "float", "low": 0.5, "high": 0.8, "step": 0.1}}}, source="test")
+    folder = StudyFolder(tmp_path / "mt")
+    stats = run_study(folder, config, context=ctx)
+    assert stats.completed == 3 and stats.failed == 0
+    done = open_study(folder, config, create=False).get_trials(states=(TrialState.COMPLETE,))
+    for t in done:  # the workers computed what the coordinator would have
+        assert evaluate_trial(ctx, t.user_attrs["knobs"]).metrics == pytest.approx(t.user_attrs["metrics"])

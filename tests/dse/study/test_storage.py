@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -35,13 +42,43 @@ def test_torn_last_record_is_dropped_and_the_study_stays_writable(tmp_path: Path
     assert count_complete(open_study(folder, config, create=False)) == 4
 
 
-def test_journal_lock_of_a_killed_writer_does_not_stall(tmp_path: Path) -> None:
+def test_journal_lock_of_a_killed_writer_is_taken_over(tmp_path: Path) -> None:
     folder = StudyFolder(tmp_path / "unit")
-    open_study(folder, tiny_config(), create=True)
+    config = tiny_config(n_trials=2)
+    run_study(folder, config, context=tiny_context(folder.cache))
     # Optuna's default symlink lock would be left behind by kill -9 and stall writers for 30 s;
     # ours is an flock on a plain file, which a dead process cannot hold.
-    assert (folder.path / "study.journal.flock").is_file()
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        import optuna
+        from dse.study.storage import storage_from_url
+        storage = storage_from_url("journal:{folder.journal}")
+        study = optuna.load_study(study_name=None, storage=storage)
+        study.set_user_attr("writer", "killed")  # a record written through the journal
+        storage._backend._lock.acquire()  # the storage's own lock, held as if killed mid-append
+        print("locked", flush=True)
+        time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True)
+    lock_file = folder.path / "study.journal.flock"
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        with open(lock_file, "ab") as fh, pytest.raises(BlockingIOError):
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # really held by the writer
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    with open(lock_file, "ab") as fh:  # free at once: no stale lock to wait out
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh, fcntl.LOCK_UN)
     assert not (folder.path / "study.journal.lock").exists()
+    # the next writer goes on, and nothing written before the kill is lost
+    start = time.monotonic()
+    stats = run_study(folder, config, n_trials=3, context=tiny_context(folder.cache))
+    assert time.monotonic() - start < 30 and stats.completed == 3
+    study = open_study(folder, config, create=False)
+    assert study.user_attrs["writer"] == "killed" and count_complete(study) == 3
 
 
 def _run_and_reopen(tmp_path: Path, storage: StorageConfig, name: str) -> None:
@@ -113,3 +150,84 @@ def test_storage_option_and_urls(tmp_path: Path) -> None:
         StorageConfig(kind="postgresql")
     with pytest.raises(ValueError, match="takes no url"):
         StorageConfig(kind="journal", url="sqlite:///x")
+
+
+def _damage_middle(journal: Path, garbage: bytes) -> None:
+    data = journal.read_bytes()
+    middle = len(data) // 2
+    journal.write_bytes(data[:middle] + garbage + data[middle:])
+
+
+@pytest.mark.parametrize("garbage", [bytes(range(256))[97:161], b"\xff\xfe\n\x00garbage\n{\"op", b"\n[1, 2]\n"],
+                         ids=["random-64-bytes", "newlines-and-non-utf8", "json-not-a-record"])
+def test_a_journal_damaged_in_the_middle_keeps_every_intact_record(
+        tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    folder = StudyFolder(tmp_path / "unit")
+    config = tiny_config(n_trials=6)
+    run_study(folder, config, context=tiny_context(folder.cache))
+    before = {t.number: (t.params, t.values) for t in open_study(folder, config, create=False).trials}
+    original = folder.journal.read_bytes()
+    _damage_middle(folder.journal, garbage)
+    damaged = folder.journal.read_bytes()
+    study = open_study(folder, config, create=False)  # a reader: status, pareto, export
+    after = {t.number: (t.params, t.values) for t in study.trials if t.state == TrialState.COMPLETE}
+    # every trial whose records were intact is there, under its own number and with its own values
+    assert len(after) >= len(before) - 1 and all(before[n] == v for n, v in after.items())
+    assert "dropped unreadable lines" in caplog.text
+    copies = list(folder.path.glob("study.journal.damaged-*"))
+    assert len(copies) == 1 and copies[0].read_bytes() == damaged
+    assert len(folder.journal.read_bytes()) <= len(original)
+    # and the study continues where it was
+    stats = run_study(folder, config, n_trials=8, context=tiny_context(folder.cache))
+    assert stats.completed == 8
+
+
+def test_a_journal_that_lost_a_trial_creation_record_keeps_the_later_trials_numbered(tmp_path: Path) -> None:
+    folder = StudyFolder(tmp_path / "unit")
+    config = tiny_config(n_trials=4)
+    run_study(folder, config, context=tiny_context(folder.cache))
+    before = {t.number: (t.params, t.values) for t in open_study(folder, config, create=False).trials}
+    lines = folder.journal.read_bytes().split(b"\n")
+    second_create = [i for i, line in enumerate(lines) if line.startswith(b'{"op_code":4')][1]
+    lines[second_create] = b"\x00" * 20  # trial 1's creation record is unreadable
+    folder.journal.write_bytes(b"\n".join(lines))
+    after = {t.number: (t.params, t.values) for t in open_study(folder, config, create=False).trials}
+    assert after == before  # trial 1 too: its params and values were in later, intact records
+
+
+def _edit_storage(folder: StudyFolder, storage: dict | None) -> None:
+    import yaml
+
+    data = yaml.safe_load(folder.config.read_text())
+    if storage is None:
+        data.pop("storage", None)
+    else:
+        data["storage"] = storage
+    folder.config.write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "folder-from-before-storage-json"])
+def test_an_edited_storage_in_config_yaml_is_refused(tmp_path: Path, sealed: bool) -> None:
+    folder = StudyFolder(tmp_path / "unit")
+    config = tiny_config(n_trials=2)
+    run_study(folder, config, context=tiny_context(folder.cache))
+    assert json.loads(folder.storage_seal.read_text()) == {"kind": "journal", "url": None}
+    if not sealed:
+        folder.storage_seal.unlink()
+    journal = folder.journal.read_bytes()
+    _edit_storage(folder, {"kind": "sqlite", "url": f"sqlite:///{tmp_path / 'elsewhere.db'}"})
+    for reopen in (lambda: folder.load_config(),
+                   lambda: run_study(folder, config, n_trials=3, context=tiny_context(folder.cache))):
+        with pytest.raises(DSEError, match="storage was changed to sqlite:.*but this folder's trials are in journal"):
+            reopen()
+    assert not (tmp_path / "elsewhere.db").exists() and folder.journal.read_bytes() == journal
+    _edit_storage(folder, None)  # restored: the study opens again
+    assert count_complete(open_study(folder, folder.load_config(), create=False)) == 2
+
+
+def test_a_damaged_storage_seal_is_one_line(tmp_path: Path) -> None:
+    folder = StudyFolder(tmp_path / "unit")
+    open_study(folder, tiny_config(), create=True)
+    folder.storage_seal.write_bytes(b"\x80\x03garbage")
+    with pytest.raises(DSEError, match="storage.json is damaged .*restore it from a backup"):
+        folder.load_config()

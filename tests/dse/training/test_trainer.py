@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,19 @@ from dse.modeling.early_exit import EarlyExitModel
 from dse.training.trainer import CompressionTrainingConfig, train_compressed, training_key
 
 FINETUNE = FinetuneConfig(train_subset=None, batch_size=8, offramp_train_subset=None, offramp_epochs=2)
-ALBERT_DIR = Path("/work/shared/data/models/albert-base-v2")
+ROOT = Path(__file__).resolve().parents[3]
+# the staged ALBERT tokenizer, found like the GLUE folder: $DSE_ALBERT_DIR, else beside the repository
+ALBERT_DIR = Path(os.environ.get("DSE_ALBERT_DIR") or ROOT.parent / "shared" / "data" / "models" / "albert-base-v2")
+
+
+def albert_dir() -> Path:
+    """The tokenizer folder; missing: a skip on a laptop, a failure in CI (where it must be staged)."""
+    if not (ALBERT_DIR / "spiece.model").is_file():
+        message = f"staged ALBERT tokenizer missing at {ALBERT_DIR} (set DSE_ALBERT_DIR)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return ALBERT_DIR
 
 
 def synthetic_rows(n: int = 40, vocab: int = 100) -> EncodedSet:
@@ -115,7 +128,6 @@ def test_noop_spec_is_refused(tiny_model: EarlyExitModel, tmp_path) -> None:  # 
                          train_rows=Loader(synthetic_rows()), cache_dir=tmp_path)
 
 
-@pytest.mark.skipif(not (ALBERT_DIR / "spiece.model").is_file(), reason="staged ALBERT tokenizer missing")
 def test_albert_shares_masks_and_spans_with_the_real_tokenizer(tmp_path) -> None:  # noqa: ANN001
     """One shared layer applied 4 times: 6 masks, one span set, 4 off-ramps (one per position)."""
     from datasets import Dataset
@@ -123,7 +135,7 @@ def test_albert_shares_masks_and_spans_with_the_real_tokenizer(tmp_path) -> None
 
     from dse.modeling.batching import encode_dataset
 
-    tokenizer = AlbertTokenizer.from_pretrained(str(ALBERT_DIR))
+    tokenizer = AlbertTokenizer.from_pretrained(str(albert_dir()))
     texts = ["a gripping, beautifully acted film", "dull and far too long", "the best movie of the year",
              "a tedious mess", "warm, funny and moving", "i want my money back"] * 6
     ds = Dataset.from_dict({"text_a": texts, "text_b": [""] * len(texts), "label": [1, 0, 1, 0, 1, 0] * 6})

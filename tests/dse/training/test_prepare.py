@@ -1,0 +1,61 @@
+"""The fine-tune caches read back safely: a damaged checkpoint is discarded, not a traceback (issue #16)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from dse.modeling.early_exit import EarlyExitModel
+from dse.training.prepare import load_cached, load_checkpoint, save_checkpoint
+
+
+class _Boom:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+def _checkpoint(target: Path) -> EarlyExitModel:
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32)
+    model = EarlyExitModel(BertModel(cfg), num_labels=2).eval()
+    save_checkpoint(model, {"num_labels": 2}, target)
+    return model
+
+
+def _load(path: Path) -> EarlyExitModel:  # as load_prepared / train_compressed read their cache
+    info = json.loads((path / "info.json").read_text())
+    return load_checkpoint(path, info["num_labels"])
+
+
+FILES = ["backbone/model.safetensors", "off_ramps.safetensors", "info.json", "backbone/config.json"]
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "pickle"])
+@pytest.mark.parametrize("name", FILES)
+def test_a_damaged_checkpoint_is_discarded(tmp_path: Path, name: str, how: str,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    target = tmp_path / "prepared" / "sst2-key"
+    model = _checkpoint(target)
+    assert load_cached(target, _load, "fine-tuned model") is not None  # intact: loads
+    path = target / name
+    good = path.read_bytes()
+    marker = tmp_path / "pwned"
+    path.write_bytes({"truncated": good[: len(good) // 2], "garbage": bytes(range(256)) * 8,
+                      "pickle": pickle.dumps({"weight": _Boom(marker)})}[how])
+    assert load_cached(target, _load, "fine-tuned model") is None
+    assert not target.exists()  # discarded: the caller fine-tunes again and rewrites it
+    assert "damaged cached fine-tuned model" in caplog.text and str(target) in caplog.text
+    assert not marker.exists()  # never unpickled
+    _checkpoint(target)
+    reloaded = load_cached(target, _load, "fine-tuned model")
+    assert reloaded is not None
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
