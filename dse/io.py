@@ -7,6 +7,11 @@ own folder, ``fsync`` what they wrote, and ``os.replace`` it onto the target; on
 the temporary file or folder is removed and the target is left as it was. Temporary names start
 with ``.`` and end with ``.tmp``. New files get the usual mode (``0o666`` less the umask).
 
+Every file the package reads back (caches, checkpoints, an export's files) goes through
+:func:`read_guarded`: any failure to read it as what it should hold becomes one
+:class:`DamagedFileError` naming the file, which the caller turns into "recomputed" (a cache) or
+a one-line error saying what to do (user data). Loaders never unpickle.
+
 Part of the bottom layer: imports nothing from ``dse``.
 """
 
@@ -16,12 +21,14 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
-__all__ = ["atomic_folder", "atomic_write", "check_writable", "remove_stale_temps", "write_bytes_atomic",
-           "write_text_atomic"]
+__all__ = ["DamagedFileError", "atomic_folder", "atomic_write", "check_writable", "read_guarded",
+           "remove_stale_temps", "write_bytes_atomic", "write_text_atomic"]
+
+T = TypeVar("T")
 
 
 def _temp_name(target: Path) -> Path:
@@ -182,3 +189,29 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
             tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed
+
+
+class DamagedFileError(Exception):
+    """A file read back could not be read as what it should hold (truncated, garbage, a pickle
+    or anything else in its place, unreadable); ``str``: one line naming the file and the cause."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: BaseException) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        first = (str(cause).strip().splitlines() or [""])[0][:200]
+        self.reason = cause.__class__.__name__ + (f": {first}" if first else "")  # one line
+        super().__init__(f"{self.path} is damaged or unreadable ({self.reason})")
+
+
+def read_guarded(path: str | os.PathLike[str], load: Callable[[Path], T]) -> T:
+    """``load(path)`` (a file, or a folder read as a whole); any failure is raised as
+    :class:`DamagedFileError` naming ``path``, except ``FileNotFoundError`` when ``path`` itself
+    is missing (the caller's own message). ``load`` must not unpickle: it reads JSON,
+    safetensors, ``.npz`` with ``allow_pickle=False``, ..."""
+    path = Path(path)
+    try:
+        return load(path)
+    except Exception as exc:  # whatever a damaged file makes a parser raise
+        if isinstance(exc, FileNotFoundError) and not path.exists():
+            raise
+        raise DamagedFileError(path, exc) from None

@@ -1,26 +1,39 @@
-"""Damaged state (issue #16): every file a study folder holds, truncated, filled with garbage or
-replaced by a pickle; then ``status``, ``pareto`` and ``resume``.
+"""Damaged state (issue #16): every file a study folder and a design export hold, truncated,
+filled with garbage or replaced by a pickle; then ``status``, ``pareto`` and ``resume`` (a study
+folder) or ``evaluate`` and ``deploy`` (an export).
 
 Each run either recovers (and the finished trials it can read are exactly the ones written) or
 stops with one ``error:`` line naming the damaged file; never a traceback, and nothing is ever
-unpickled. The study is a tiny real one (random-weight BERT, synthetic rows) so the suite is fast.
-Checkpoints and npz caches are covered per file in tests/dse/training/test_prepare.py and
-tests/dse/evaluation/test_cache.py; the export's design.json in tests/dse/artifacts/test_export.py.
+unpickled. The study is a tiny real one (random-weight BERT, synthetic rows) and the export is
+written once per module by the exporter's own writers from a tiny random-weight model, so the
+suite is fast. Checkpoints and npz caches are covered per file in
+tests/dse/training/test_prepare.py and tests/dse/evaluation/test_cache.py.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from optuna.trial import TrialState
 
+from dse.api import evaluate_export
+from dse.artifacts.export import ACCELERATOR_FILE, DESIGN_FILE, MODEL_DIR, design_record, write_design
+from dse.artifacts.hf_export import DevRows, save_exported_model
 from dse.cli import main
+from dse.compression.apply import compress
+from dse.modeling.early_exit import EarlyExitModel
 from dse.errors import DSEError
 from dse.study.engine import StudyFolder, open_study, run_study
 
+from .conftest import tiny_backbone
+from .dse.artifacts.test_export import _config as export_config
+from .dse.artifacts.test_export import _study as export_study
+from .dse.artifacts.test_hf_export import SPEC, texts, tiny_tokenizer
 from .dse.tiny_eval import tiny_config, tiny_context
 
 N_TRIALS = 4
@@ -106,3 +119,76 @@ def test_the_suite_covers_every_file_of_a_study_folder(base: tuple[Path, dict]) 
              if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".flock", ".csv", ".png", ".svg"))
              and p.name != "env.json"}  # env.json is written for people and never read back
     assert kinds <= set(FILES), kinds - set(FILES)
+
+
+# --- a design export: design.json, accelerator.json, model/ (Hugging Face folder) ---------------
+
+EXPORT_FILES = ["design.json", "accelerator.json", "model/config.json", "model/model.safetensors",
+                "model/off_ramps.safetensors", "model/tokenizer.json", "model/tokenizer_config.json"]
+# Which files each command reads back: `evaluate EXPORT` rebuilds the design from design.json alone
+# (so it is run on that file only: on the others it would fine-tune the study's real model);
+# `evaluate --model` and `deploy` read the model folder; nothing reads accelerator.json back
+# (it is for the accelerator's tools), so damage to it must change nothing.
+EXPORT_COMMANDS = {"evaluate": ["design.json"], "evaluate-model": EXPORT_FILES[2:], "deploy": EXPORT_FILES[2:]}
+EXPORT_CASES = [(f, how, c) for f in EXPORT_FILES for how in DAMAGE for c in EXPORT_COMMANDS
+                if c != "evaluate" or f in EXPORT_COMMANDS["evaluate"]]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """An export folder as `dse export` lays it out (its own writers), of a tiny random-weight
+    model whose dev rows are a tiny SST-2 file; and `evaluate --model`'s output on it intact."""
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(5)
+    (root / "glue" / "SST-2").mkdir(parents=True)
+    (root / "glue" / "SST-2" / "dev.tsv").write_text(
+        "\n".join(["sentence\tlabel", *(f"{t}\t{int(rng.integers(0, 2))}" for t in texts(20, seed=7))]) + "\n")
+    config = export_config()
+    record = design_record(export_study(config), config, 0)
+    folder = root / "knee"
+    model, _ = compress(EarlyExitModel(tiny_backbone("bert"), num_labels=2).eval(), SPEC)
+    save_exported_model(model.eval(), tiny_tokenizer(), folder / MODEL_DIR, task="sst2", max_seq_length=32,
+                        exit_threshold=0.3, dev_rows=DevRows(glue_dir=str(root / "glue"), dev_subset=10, seed=1),
+                        compression=SPEC.as_dict())
+    write_design(record["_data"]["accelerator"], folder / ACCELERATOR_FILE)
+    write_design(record, folder / DESIGN_FILE)
+    return folder, json.loads(json.dumps(evaluate_export(folder, model=True)))
+
+
+def _run_export(command: str, folder: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    argv = {"evaluate": ["evaluate", str(folder)], "evaluate-model": ["evaluate", "--model", str(folder)],
+            "deploy": ["deploy", str(folder), "--max-rows", "2", "--threads", "1"]}[command]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("name", "how", "command"), EXPORT_CASES, ids=["-".join(c) for c in EXPORT_CASES])
+def test_damaged_export_file_is_one_line_naming_it(export: tuple[Path, dict], tmp_path: Path, name: str, how: str,
+                                                   command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source, intact = export
+    folder = tmp_path / "knee"
+    shutil.copytree(source, folder)
+    marker = tmp_path / "pwned"
+    _damage(folder / name, how, marker)
+    code, out, err = _run_export(command, folder, capsys)
+    assert "Traceback" not in out + err and not marker.exists()
+    if name in EXPORT_COMMANDS[command]:  # the command reads the file: it stops, naming it
+        assert code != 0, out
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert str(folder / name) in lines[0] and "dse export" in lines[0], lines[0]
+        assert not (folder / "deploy").exists()  # nothing written
+        return
+    assert code == 0, err  # a file the command does not read changes nothing
+    if command == "evaluate-model":
+        assert json.loads(out) == intact
+    else:
+        assert (folder / "deploy" / "deploy.json").is_file()
+
+
+def test_the_suite_covers_every_file_of_an_export(export: tuple[Path, dict]) -> None:
+    source, _ = export
+    files = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()}
+    assert files == set(EXPORT_FILES), files ^ set(EXPORT_FILES)

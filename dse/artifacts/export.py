@@ -20,6 +20,7 @@ import optuna
 from dse.config import (KNOBS, StudyConfig, TaskSettings, check_knob_value, config_hash, knob_of, knobs_for_task,
                         parse_study_config)
 from dse.errors import DSEError
+from dse.artifacts.reading import read_export_file
 from dse.io import check_writable, remove_stale_temps, write_text_atomic
 from dse.study.pareto import feasible, named_constraints
 
@@ -314,6 +315,10 @@ def design_path(path: Path) -> Path:
     return path
 
 
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def load_design(path: Path) -> tuple[dict[str, Any], StudyConfig]:
     """The design's ``_data`` and its study definition; refuses unknown types and versions.
 
@@ -321,11 +326,9 @@ def load_design(path: Path) -> tuple[dict[str, Any], StudyConfig]:
     """
     path = design_path(path)
     try:
-        record = json.loads(Path(path).read_text())
+        record = read_export_file(Path(path), _read_json, "JSON design export")  # damage: one line naming it
     except FileNotFoundError:
         raise DSEError(f"{path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DSEError(f"{path}: not a readable JSON design export ({exc.__class__.__name__})") from None
     if not isinstance(record, dict) or record.get("_type") != EXPORT_TYPE:
         raise DSEError(f"{path}: not an {EXPORT_TYPE} export")
     if record.get("_version") not in READABLE_VERSIONS:

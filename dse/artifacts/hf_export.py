@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from dse.artifacts.reading import EXPORT_AGAIN, read_export_file
 from dse.compression.apply import attach_activation_quantization
 from dse.compression.spec import CompressionSpec
 from dse.config import KNOBS, task_spec
@@ -208,16 +209,46 @@ def _normal_permissions(folder: Path) -> None:
         f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
 
 
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_safetensors_header(path: Path) -> list[str]:
+    """The tensor names in a safetensors header (a truncated or foreign file fails here; never unpickled)."""
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        return list(f.keys())
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+# The tokenizer files save_pretrained may write, and how each is checked before the tokenizer reads them.
+_TOKENIZER_FILES = {"tokenizer.json": _read_json, "tokenizer_config.json": _read_json,
+                    "special_tokens_map.json": _read_json, "added_tokens.json": _read_json, "vocab.txt": _read_text}
+
+
+def _check_files(path: Path) -> None:
+    """Every weights and tokenizer file of the folder reads as what it should hold, before any
+    model is built: a damaged one is one line naming it (config.json: see _read_settings)."""
+    weights = sorted(path.glob("*.safetensors"))
+    if not any(w.name != OFF_RAMPS_FILE for w in weights):
+        raise DSEError(f"{path}: exported model has no model.safetensors; {EXPORT_AGAIN}")
+    for file in weights:
+        read_export_file(file, _read_safetensors_header, "safetensors file")
+    for name, read in _TOKENIZER_FILES.items():
+        if (path / name).is_file():
+            read_export_file(path / name, read, "tokenizer file")
+
+
 def _read_settings(path: Path) -> ModelSettings:
     config_file = path / "config.json"
     if not path.is_dir():
         raise DSEError(f"{path}: no such exported model folder")
     try:
-        config = json.loads(config_file.read_text())
+        config = read_export_file(config_file, _read_json, "JSON model config")
     except FileNotFoundError:
         raise DSEError(f"{path}: not an exported model folder (no config.json)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DSEError(f"{config_file}: not readable JSON ({exc.__class__.__name__})") from None
     section = config.get(CONFIG_KEY) if isinstance(config, dict) else None
     if not isinstance(section, dict) or section.get("_type") != MODEL_TYPE:
         raise DSEError(f"{path}: not an {MODEL_TYPE} export (no '{CONFIG_KEY}' section in config.json)")
@@ -242,11 +273,21 @@ def load_exported_model(path: str | Path) -> ExportedModel:
     """
     path = Path(path)
     settings = _read_settings(path)
-    backbone = load_backbone(str(path))
-    model = EarlyExitModel(backbone, settings.num_labels)
+    _check_files(path)
     try:
-        model.off_ramps.load_state_dict(safetensors.torch.load_file(str(path / OFF_RAMPS_FILE)))
-    except (RuntimeError, OSError, safetensors.SafetensorError) as exc:
+        backbone = load_backbone(str(path))
+    except DSEError:
+        raise
+    except Exception as exc:  # files that read but do not make a model (e.g. tensors of other shapes)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DSEError(f"{path}: the exported backbone does not load ({exc.__class__.__name__}: {first}); "
+                       f"{EXPORT_AGAIN}") from None
+    model = EarlyExitModel(backbone, settings.num_labels)
+    ramps = read_export_file(path / OFF_RAMPS_FILE, lambda p: safetensors.torch.load_file(str(p)),
+                             "safetensors file")
+    try:
+        model.off_ramps.load_state_dict(ramps)
+    except RuntimeError as exc:
         raise DSEError(f"{path / OFF_RAMPS_FILE}: does not fit the model "
                        f"({str(exc).strip().splitlines()[0][:200]})") from None
     spans = torch.tensor([[math.inf if v is None else v for v in row] for row in settings.attention_spans_tokens])

@@ -22,7 +22,7 @@ from dse.config import FaultsConfig, FinetuneConfig, StudyConfig, TaskSettings, 
 from dse.data import load_task_split, resolve_glue_dir
 from dse.data.metrics import main_metric
 from dse.errors import DataError, DSEError, ModelError
-from dse.io import atomic_write
+from dse.io import DamagedFileError, atomic_write, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset
 from dse.modeling.early_exit import EarlyExitModel, entropy
 from dse.modeling.inference import dev_layer_logits, predictions
@@ -257,17 +257,21 @@ def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | N
     (a damaged one is deleted and said so: the caller recomputes and rewrites it)."""
     if not path.is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    def read(p: Path) -> dict[str, np.ndarray]:
+        with np.load(p, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}  # read every array now: a truncated one fails here
         missing = [n for n in names if n not in arrays]
         if missing:
             raise KeyError(f"no {', '.join(missing)}")
-    except Exception as exc:  # BadZipFile, EOFError, ValueError (a pickle), KeyError, OSError: all damage
-        log.warning("%s: damaged cache file (%s); discarded, computing it again", path, exc.__class__.__name__)
+        return arrays
+
+    try:  # BadZipFile, EOFError, ValueError (a pickle), KeyError, OSError: all damage
+        return read_guarded(path, read)
+    except (DamagedFileError, FileNotFoundError) as exc:
+        cause = exc.cause if isinstance(exc, DamagedFileError) else exc
+        log.warning("%s: damaged cache file (%s); discarded, computing it again", path, cause.__class__.__name__)
         path.unlink(missing_ok=True)
         return None
-    return arrays
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from dse.config import FinetuneConfig, task_spec
 from dse.data import load_task_split
 from dse.data.metrics import main_metric
-from dse.io import atomic_folder
+from dse.io import DamagedFileError, atomic_folder, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.inference import dev_layer_logits, predictions
@@ -236,11 +236,12 @@ def load_cached(path: Path, load: Callable[[Path], T], what: str) -> T | None:
     are read as safetensors only) is recomputed rather than blocking every later run.
     """
     try:
-        return load(path)
-    except Exception as exc:  # any failure to read our own cache means: damaged
-        first = (str(exc).strip().splitlines() or [""])[0][:200] or exc.__class__.__name__
+        return read_guarded(path, load)
+    except (DamagedFileError, FileNotFoundError) as exc:  # any failure to read our own cache means: damaged
+        cause = exc.cause if isinstance(exc, DamagedFileError) else exc
+        first = (str(cause).strip().splitlines() or [""])[0][:200] or cause.__class__.__name__
         log.warning("%s: damaged cached %s (%s: %s); discarded, computing it again",
-                    path, what, exc.__class__.__name__, first)
+                    path, what, cause.__class__.__name__, first)
         shutil.rmtree(path, ignore_errors=True)
         return None
 

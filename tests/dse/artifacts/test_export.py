@@ -82,7 +82,7 @@ def _write(path: Path, change) -> Path:  # noqa: ANN001
 
 BAD = [
     ("missing-file", "no such file"),
-    ("not-json", "not a readable JSON design export"),
+    ("not-json", "design.json is damaged or not a readable JSON design export (JSONDecodeError"),
     ("wrong-type", f"not an {EXPORT_TYPE} export"),
     ("future-version", "export version 3 is not supported (this tool reads 1, 2)"),
     ("no-data", "malformed edgebert-dse.design export"),

@@ -155,7 +155,7 @@ def _bert() -> BertModel:
 BAD_FOLDERS = [
     ("missing", "no such exported model folder"),
     ("no-config", "not an exported model folder (no config.json)"),
-    ("not-json", "config.json: not readable JSON"),
+    ("not-json", "config.json is damaged or not a readable JSON model config (JSONDecodeError"),
     ("plain-hf", "not an edgebert-dse.model export"),
     ("version", "exported model version 99 is not supported"),
     ("unknown-key", "invalid 'edgebert' section: colour"),
