@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "not-utf8": {"train.tsv": SST2_HEADER + "a fine film\t1\n", "dev.tsv": b"sentence\tlabel\n\xff\xfe\t1\n"},
         "empty-file": {"train.tsv": "", "dev.tsv": ""},
         "two-tasks": {"train.tsv": SST2_HEADER + "a fine film\t1\n", "dev.tsv": SST2_HEADER + "a dull film\t0\n"},
+        # damaged files in an otherwise good folder (issue #16): a run must stop before writing
+        "dev-truncated": {"train.tsv": SST2_HEADER + "a fine film\t1\n",
+                          "dev.tsv": (SST2_HEADER + "a dull film\t0\na fine film\t1\n")[:-9]},
+        "train-garbage": {"train.tsv": bytes(range(256)) * 3, "dev.tsv": SST2_HEADER + "a dull film\t0\n"},
+        "dev-pickle": {"train.tsv": SST2_HEADER + "a fine film\t1\n", "dev.tsv": pickle.dumps({"rows": [1, 2]})},
     }
     for name, files in glue.items():
         folder = root / "glue" / name / "SST-2"
@@ -235,6 +241,12 @@ CASES: list[Case] = [
     ("run-offline-hub-model", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
      lambda w: {**_nested("model.name", "google/bert_uncached_for_dse_tests"), "name": "offline-hub"}),
     ("validate-glue-dir-missing", ["config", "validate", "{spec}"], _glue("does-not-exist")),
+    ("run-glue-dev-truncated", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: {**_glue("dev-truncated")(w), "name": "glue-truncated"}),
+    ("run-glue-train-garbage", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: {**_glue("train-garbage")(w), "name": "glue-garbage"}),
+    ("run-glue-dev-pickle", ["study", "run", "{spec}", "--results-dir", "{world}/results"],
+     lambda w: {**_glue("dev-pickle")(w), "name": "glue-pickle"}),
     ("trace-bogus-envm-cell", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--envm-cell", "bogus"],
      lambda w: _trace(w, b"tokens,entropy_1\n5,0.1\n")),
     ("trace-binary-csv", ["trace", "{world}/trace.csv", "--threshold", "0.2"],
@@ -336,6 +348,9 @@ EXPECTED: dict[str, str] = {
     "validate-offline-hub-model": "model 'google/bert_uncached_for_dse_tests' is neither a local folder nor in the",
     "run-offline-hub-model": "model 'google/bert_uncached_for_dse_tests' is neither a local folder nor in the",
     "validate-glue-dir-missing": "GLUE folder '{world}/glue/does-not-exist' (from glue_dir in the study definition)",
+    "run-glue-dev-truncated": "malformed row in {world}/glue/dev-truncated/SST-2/dev.tsv line 3",
+    "run-glue-train-garbage": "GLUE file {world}/glue/train-garbage/SST-2/train.tsv is not valid UTF-8",
+    "run-glue-dev-pickle": "GLUE file {world}/glue/dev-pickle/SST-2/dev.tsv is not valid UTF-8",
     "trace-bogus-envm-cell": "--envm-cell: 'bogus' is not one of",
     "trace-binary-csv": "entropy trace {world}/trace.csv has a non-numeric cell",
     "trace-is-a-folder": "{world}/glue is a folder; give the CSV trace file",
@@ -383,7 +398,8 @@ def test_bad_input_is_one_error_line(world: Path, name: str, argv: list[str],
         pytest.skip("root reads any file (glue-file-unreadable covers this for root)")
     monkeypatch.setenv("DSE_GLUE_DIR", str(world / "glue" / "does-not-exist"))  # never the real data
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never the network
-    spec = _spec(world, name, make(world)) if make is not None else ""
+    data = make(world) if make is not None else None
+    spec = _spec(world, name, data) if data is not None else ""
     args = [a.replace("{spec}", spec).replace("{world}", str(world)) for a in argv]
     study_folder = world / "results" / GOOD["name"]
     before = _tree_hash(study_folder)
@@ -396,6 +412,9 @@ def test_bad_input_is_one_error_line(world: Path, name: str, argv: list[str],
     assert EXPECTED[name].replace("{world}", str(world)) in lines[0]
     assert "Traceback" not in out + err
     assert _tree_hash(study_folder) == before  # existing results untouched
+    if argv[:2] == ["study", "run"] and "--results-dir" in args and isinstance(data, dict):
+        study = data.get("name", GOOD["name"])  # a failed run leaves no folder to refuse the corrected one
+        assert study == GOOD["name"] or not (Path(args[args.index("--results-dir") + 1]) / study).exists(), study
     assert not (world / "elsewhere.db").exists()  # an edited storage: never a new database elsewhere
 
 

@@ -477,9 +477,12 @@ def run_study(
     target = n_trials or config.n_trials
     check_folder(folder, config, create=True)  # before the lock: a refused run leaves no trace
     if context is None and not folder.config_sha.is_file():
-        from dse.evaluation.context import check_paths
+        from dse.evaluation.context import check_paths, check_task_data
 
-        check_paths(config)  # a wrong model or GLUE path must not leave a folder that refuses the fix
+        # a wrong model or GLUE path, or a damaged GLUE file, must not leave a folder that
+        # refuses the corrected definition: check them (read every task's rows once) first
+        check_paths(config)
+        check_task_data(config)
     with coordinator_lock(folder), _sigterm_as_interrupt():
         repair_journal(folder.journal)  # safe: we are the only writer now
         study = open_study(folder, config, create=True)
