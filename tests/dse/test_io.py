@@ -166,3 +166,28 @@ def test_stale_temps_of_a_killed_writer_are_removed_and_a_live_ones_kept(tmp_pat
     user.write_text("mine")
     assert remove_stale_temps(tmp_path) == [stale]
     assert not stale.exists() and live.exists() and user.exists()
+
+
+def test_read_guarded_names_a_damaged_file_and_leaves_a_missing_one_to_the_caller(tmp_path: Path) -> None:
+    import json
+
+    from dse.io import DamagedFileError, read_guarded
+
+    def load(p: Path) -> object:
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": 1}')
+    assert read_guarded(good, load) == {"a": 1}
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DamagedFileError) as info:
+        read_guarded(bad, load)
+    assert str(info.value).startswith(f"{bad} is damaged or unreadable (UnicodeDecodeError")
+    assert "\n" not in str(info.value) and isinstance(info.value.cause, UnicodeDecodeError)
+    with pytest.raises(FileNotFoundError):  # missing: the caller says so in its own words
+        read_guarded(tmp_path / "nope.json", load)
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()  # a folder read as a whole whose inner file is missing: damaged, not missing
+    with pytest.raises(DamagedFileError):
+        read_guarded(folder, lambda p: load(p / "info.json"))
