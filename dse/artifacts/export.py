@@ -21,7 +21,7 @@ from dse.config import (KNOBS, StudyConfig, TaskSettings, check_knob_value, conf
                         parse_study_config)
 from dse.errors import DSEError
 from dse.artifacts.reading import read_export_file
-from dse.io import check_writable, remove_stale_temps, write_text_atomic
+from dse.io import DamagedFileError, check_writable, read_guarded, remove_stale_temps, write_text_atomic
 from dse.study.pareto import feasible, named_constraints
 
 __all__ = ["ACCELERATOR_FILE", "DESIGN_FILE", "EXPORT_TYPE", "EXPORT_VERSION", "MODEL_DIR",
@@ -249,8 +249,8 @@ def _is_exported_model(folder: Path) -> bool:
     from dse.artifacts.hf_export import CONFIG_KEY
 
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+        config = read_guarded(folder / "config.json", _read_json)
+    except (OSError, DamagedFileError):  # damaged or missing: not a model we wrote
         return False
     return isinstance(config, dict) and CONFIG_KEY in config
 
@@ -272,11 +272,11 @@ def check_export_target(out: Path, config: StudyConfig, number: int, *, force: b
         same = False
         if (out / DESIGN_FILE).is_file():
             try:
-                record = json.loads((out / DESIGN_FILE).read_text())
+                record = read_guarded(out / DESIGN_FILE, _read_json)
                 data = record.get("_data", {}) if isinstance(record, dict) else {}
                 same = (isinstance(data, dict) and data.get("trial") == number
                         and data.get("config_hash") == config_hash(config))
-            except (OSError, ValueError):
+            except (OSError, DamagedFileError):  # a damaged design.json is not ours to overwrite
                 same = False
         if not same and not force:
             raise DSEError(f"{out} is not empty and not an export of trial {number} of this study; "
