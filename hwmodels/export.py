@@ -102,13 +102,15 @@ def accelerator_parameter_file(hardware: HardwareConfig, compression: Compressio
             "accumulator_bits": int(max(16, 2 * max(compression.weight_bits, compression.activation_bits))),
             "per_tensor_bias": biases,
         },
-        "sparsity": {"encoding": "bitmask", "encoder_density": compression.encoder_density,
+        "weight_store": hardware.weight_store,
+        "sparsity": {"encoding": hardware.sparse_format, "encoder_density": compression.encoder_density,
                      "embedding_density": compression.embedding_density},
         "attention_span": compression.attention_span,
         "envm": {"cell": cell.name, "bits_per_cell": cell.bits_per_cell,
                  "embedding_bytes": emb_bytes, "embedding_mib": emb_bytes / MIB},
         "dvfs": {"enabled": hardware.dvfs, "latency_target_ms": hardware.latency_target_ms,
-                 "nominal_voltage_v": hardware.voltage_v, "switch_time_us": dvfs.SWITCH_TIME_NS / 1e3,
+                 "nominal_voltage_v": hardware.voltage_v, "layer1_policy": hardware.dvfs_layer1,
+                 "switch_time_us": dvfs.SWITCH_TIME_NS / 1e3,
                  "design_tokens": tokens, "entropy_fraction_bits": _FRAC_BITS, "lut": lut},
     }
 
@@ -125,6 +127,9 @@ def design_from_parameter_file(params: Mapping[str, Any]) -> tuple[HardwareConfi
         envm_cell=params["envm"]["cell"], voltage_v=dv["nominal_voltage_v"], dvfs=dv["enabled"],
         latency_target_ms=dv["latency_target_ms"], zero_skipping=params["zero_skipping"],
         double_buffered=params["double_buffered"],
+        # files written before these were choices: EdgeBERT's bitmask, SRAM weights, layer 1 at nominal
+        sparse_format=params["sparsity"].get("encoding", "bitmask"), weight_store=params.get("weight_store", "sram"),
+        dvfs_layer1=dv.get("layer1_policy", "nominal"),
     )
     compression = CompressionProfile(
         encoder_density=params["sparsity"]["encoder_density"],
