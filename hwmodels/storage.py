@@ -14,9 +14,11 @@ datapath of V-wide vectors (each vector of V weight positions carries a b = 3-bi
 
 :func:`matrix_storage_bits` counts these exactly for a given matrix; :func:`expected_storage_bits`
 is what the cost model uses from the density alone: the same formulas with nnz = d*M*N1 and the
-expected padding of a uniformly random sparsity pattern, where a gap is geometric,
-P(g = j) = (1-d)^j * d, so E[floor(g/m)] = q^m / (1 - q^m), q = 1 - d, m = 2^k (columns taken as
-long against 2^k; the start of a column truncates gaps, so this slightly over-counts).
+expected padding of a random pattern, every position non-zero independently with probability d.
+A non-zero at row p (0-based) has a gap g >= i*m with probability r^i (r = (1-d)^m, m = 2^k) for
+i*m <= p (the column's start cuts longer gaps), so with K_p = floor(p/m)
+    E[padding per column] = d * sum_p sum_{i=1..K_p} r^i = d * r/(1-r) * (M - sum_p r^K_p),
+    sum_p r^K_p = m * (1 - r^B)/(1 - r) + (M - B*m) * r^B,   B = floor(M/m).
 """
 
 from __future__ import annotations
@@ -45,11 +47,19 @@ def pointer_bits(m: int, n1: int) -> int:
     return int(np.ceil(np.log2(m * n1 + 1)))
 
 
-def expected_padding_per_position(density: ArrayLike, index_bits: int = INDEX_BITS) -> np.ndarray:
-    """Expected padding entries per weight position of a random pattern: d * q^m / (1 - q^m)."""
+def expected_padding_per_position(density: ArrayLike, column_length: int,
+                                  index_bits: int = INDEX_BITS) -> np.ndarray:
+    """Expected padding entries per weight position of a random pattern in columns of
+    ``column_length`` rows (module docstring)."""
     d = np.asarray(density, dtype=float)
-    qm = (1.0 - d) ** (2 ** index_bits)
-    return d * qm / (1.0 - qm)
+    m = 2 ** index_bits
+    r = (1.0 - d) ** m
+    blocks = column_length // m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        geometric = np.where(r < 1.0, (1.0 - r ** blocks) / (1.0 - r), float(blocks))  # sum_{K<B} r^K
+        sum_r = m * geometric + (column_length - blocks * m) * r ** blocks
+        pads = np.where(r < 1.0, d * r / (1.0 - r) * (column_length - sum_r), 0.0)
+    return np.maximum(pads, 0.0) / column_length
 
 
 def expected_storage_bits(fmt_index: ArrayLike, m: int, n1: int, density: ArrayLike, weight_bits: ArrayLike,
@@ -63,7 +73,7 @@ def expected_storage_bits(fmt_index: ArrayLike, m: int, n1: int, density: ArrayL
     bias = positions * BIAS_BITS_PER_VECTOR / np.asarray(vector, dtype=float)
     dense = positions * n_w + bias
     bitmask_values = positions * d * n_w + bias
-    entries = positions * (d + expected_padding_per_position(d, index_bits))
+    entries = positions * (d + expected_padding_per_position(d, m, index_bits))
     relative = entries * (n_w + index_bits) + (n1 + _PTR_EXTRA) * pointer_bits(m, n1) + bias
     data = np.where(fmt == 0, dense, np.where(fmt == 1, bitmask_values, relative))
     mask = np.where(fmt == 1, positions, 0.0)
