@@ -178,3 +178,19 @@ def test_each_new_hardware_knob_changes_the_trial(tmp_path, knobs: dict) -> None
         assert "memory_mb" in changed
     if knobs.get("weight_store") == "envm":
         assert after["area_mm2"] > before["area_mm2"]
+
+
+@pytest.mark.parametrize(("knobs", "reason"), [
+    ({"dvfs_layer1": "min"}, r"dvfs_layer1=min .*\(DVFS is off\)"),
+    ({"weight_store": "dram", "sram_kb": 1.0}, r"weight_store=dram .*do not fit"),
+])
+def test_certainly_inert_hardware_knobs_fail_before_the_model_runs(knobs: dict, reason: str) -> None:
+    from dse.evaluation import hardware_bounds
+
+    from ..tiny_eval import tiny_config, tiny_context
+
+    ctx = tiny_context(None, rows=4, baseline_points=50.0)
+    base = tiny_config().knob_values({})
+    with pytest.raises(InactiveKnob, match=reason):
+        hardware_bounds(ctx, {**base, **knobs})
+    hardware_bounds(ctx, {**base, **knobs, "dvfs": True, "sram_kb": 4096.0})  # where they act: bounds as usual
