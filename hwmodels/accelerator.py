@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwmodels import compute, scaling, sram, techdata
+from hwmodels import compute, scaling, sram, storage, techdata
 from hwmodels.design import DesignBatch
 from hwmodels.envm import ENVM_CELLS, MIB, envm_arrays, envm_cell
 from hwmodels.workload import ModelShape, kept_pairs
@@ -89,13 +89,15 @@ class StageCost:
     sram_pj: np.ndarray
     sfu_pj: np.ndarray
     dram_pj: np.ndarray
-    envm_pj: np.ndarray
+    envm_pj: np.ndarray         # embedding fetches and (weight_store=envm) weight reads
+    envm_stream_ns: np.ndarray  # weight reads from eNVM (weight_store=envm), overlapped like DRAM
 
     def time_ns(self, frequency_mhz: np.ndarray, double_buffered: np.ndarray) -> np.ndarray:
         """max(mm, DRAM) + SFU (+ eNVM) if double-buffered, else the plain sum."""
         mm_ns = self.mm_cycles * (1e3 / frequency_mhz)
         sfu_ns = self.sfu_cycles * (1e3 / frequency_mhz)
-        overlapped = np.where(double_buffered, np.maximum(mm_ns, self.dram_time_ns), mm_ns + self.dram_time_ns)
+        stream_ns = self.dram_time_ns + self.envm_stream_ns  # one of the two is zero
+        overlapped = np.where(double_buffered, np.maximum(mm_ns, stream_ns), mm_ns + stream_ns)
         return overlapped + sfu_ns + self.envm_time_ns
 
     @property
@@ -116,7 +118,9 @@ class DesignStatic:
     envm_always_on: np.ndarray          # volatile store (SRAM) must stay powered
     weight_storage_bytes: np.ndarray
     embedding_storage_bytes: np.ndarray
-    weights_fit_in_sram: np.ndarray
+    weights_fit_in_sram: np.ndarray     # resident in the SRAM buffer (weight_store=sram and they fit)
+    weights_stream_dram: np.ndarray     # streamed from DRAM per executed layer
+    weights_in_envm: np.ndarray         # read from the eNVM array per executed layer
     sram_total_kb: np.ndarray
     envm_read_pj_per_access: np.ndarray
     envm_read_latency_ns: np.ndarray
@@ -139,6 +143,27 @@ def stored_weight_bits(density, weight_bits, vector) -> np.ndarray:
     return density * weight_bits + _BIAS_BITS_PER_VECTOR / vector
 
 
+def encoder_matrices(shape: ModelShape) -> list[tuple[int, int]]:
+    """(M, N1) of one layer's prunable matrices: Q, K, V, O, FFN up, FFN down."""
+    h, f = shape.hidden_size, shape.intermediate_size
+    return [(h, h)] * 4 + [(h, f), (f, h)]
+
+
+def encoder_storage_bits(shape: ModelShape, fmt, density, weight_bits, vector) -> tuple[np.ndarray, np.ndarray]:
+    """(data-buffer bits, mask-buffer bits) of the unique encoder weights in each design's format.
+
+    bitmask keeps the original expression (unique weights x (d*n_w + 3/V), one mask bit each), so that
+    it reproduces the figures from before the format was a choice bit for bit.
+    """
+    n = float(shape.unique_encoder_weights)
+    bitmask_data = n * stored_weight_bits(density, weight_bits, vector)
+    dense_data = n * (weight_bits + _BIAS_BITS_PER_VECTOR / vector)
+    relative = sum(storage.expected_storage_bits(2, m, n1, density, weight_bits, vector)[0]
+                   for m, n1 in encoder_matrices(shape)) * shape.unique_encoder_layers
+    data = np.where(fmt == 0, dense_data, np.where(fmt == 1, bitmask_data, relative))
+    return data, np.where(fmt == 1, n, 0.0)
+
+
 def design_static(shape: ModelShape, d: DesignBatch) -> DesignStatic:
     """Storage, fit test, eNVM array, leakage and area for every design."""
     lanes, vec = _col(d.vmac_lanes).astype(float), _col(d.vector_size).astype(float)
@@ -148,17 +173,22 @@ def design_static(shape: ModelShape, d: DesignBatch) -> DesignStatic:
     sram_kb = _col(d.sram_kb)
     s_e = scaling.node_energy_factor(node)
 
-    value_bits = stored_weight_bits(dens, n_w, vec)
-    enc_values_bits = shape.unique_encoder_weights * value_bits
-    enc_mask_bits = float(shape.unique_encoder_weights)
+    fmt = _col(d.sparse_format_index)
+    store = _col(d.weight_store_index)
+    enc_values_bits, enc_mask_bits = encoder_storage_bits(shape, fmt, dens, n_w, vec)
     dense_bits = (shape.offramp_weights + shape.projection_weights) * n_w  # off-ramps, projection: not pruned
     weight_bytes = (enc_values_bits + enc_mask_bits + dense_bits) / 8.0
     data_buffer_bits = sram_kb * 8192.0
     mask_buffer_bits = sram_kb * 1024.0 * _MASK_BITS_PER_BYTE
     fits = (enc_values_bits + dense_bits <= data_buffer_bits) & (enc_mask_bits <= mask_buffer_bits)
+    in_envm = store == 1
+    fits = fits & (store == 0)
+    stream_dram = ~fits & ~in_envm
 
     emb_bytes = shape.embedding_entries * (_col(d.embedding_density) * n_w + 1.0) / 8.0
-    cells = envm_arrays(d.envm_cell_index, emb_bytes[:, 0] / MIB)
+    # the eNVM array holds the embeddings, and with weight_store=envm every other weight too
+    envm_bytes = emb_bytes + np.where(in_envm, weight_bytes, 0.0)
+    cells = envm_arrays(d.envm_cell_index, envm_bytes[:, 0] / MIB)
 
     aux_kb = vec * _AUX_ENTRIES / 1024.0
     sram_total_kb = sram_kb * (1.0 + _MASK_BITS_PER_BYTE / 8.0) + aux_kb
@@ -181,9 +211,10 @@ def design_static(shape: ModelShape, d: DesignBatch) -> DesignStatic:
     volatile = np.array([envm_cell(ENVM_CELLS[i]).volatile for i in d.envm_cell_index])
     reasons: list[str | None] = []
     for i, ok in enumerate(cells.valid):
+        what = "embeddings and weights" if in_envm[i, 0] else "embeddings"
         reasons.append(None if ok else
                        f"eNVM cell {ENVM_CELLS[d.envm_cell_index[i]]} has no valid array for "
-                       f"{cells.data_capacity_mb[i]:.2f} MiB of embeddings (source tool returned -1 above "
+                       f"{cells.data_capacity_mb[i]:.2f} MiB of {what} (source tool returned -1 above "
                        f"{envm_cell(ENVM_CELLS[d.envm_cell_index[i]]).max_valid_capacity_mb:g} MiB)")
     return DesignStatic(
         macs_per_cycle=lanes * vec,
@@ -195,6 +226,8 @@ def design_static(shape: ModelShape, d: DesignBatch) -> DesignStatic:
         weight_storage_bytes=weight_bytes,
         embedding_storage_bytes=emb_bytes,
         weights_fit_in_sram=fits,
+        weights_stream_dram=stream_dram,
+        weights_in_envm=in_envm,
         sram_total_kb=sram_total_kb,
         envm_read_pj_per_access=_col(cells.read_energy_pj_per_access),
         envm_read_latency_ns=_col(cells.read_latency_ns),
@@ -211,6 +244,7 @@ class _Accumulator:
     def __init__(self, shape_: tuple[int, ...]) -> None:
         zero = np.zeros(shape_)
         self.mm_cycles, self.sfu_cycles, self.dram_bits, self.dram_streams = zero, zero, zero, zero
+        self.envm_bits = zero
         self.macs_eff, self.sram_pj, self.sfu_passes, self.sfu_sram_elems = zero, zero, zero, zero
 
 
@@ -225,6 +259,8 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
     u_pipe = np.where(_col(d.double_buffered), 1.0, _U_SINGLE)
     sram_kb = _col(d.sram_kb)
     fits = st.weights_fit_in_sram
+    from_dram, from_envm = st.weights_stream_dram, st.weights_in_envm
+    fmt = _col(d.sparse_format_index)
     c_bytes = sram_kb * 1024.0
     e_rd_data = sram.read_energy_pj(sram_kb, 64, node)
     e_wr_data = sram.write_energy_pj(sram_kb, 64, node)
@@ -244,7 +280,15 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
         if kind == "sparse":
             cyc_factor = np.where(skip, np.minimum(1.0, np.maximum(dens, 1.0 / lanes) * _IMBALANCE), 1.0)
             mac_factor = np.where(skip, dens, dens + (1.0 - dens) * _GATED)
-            w_bits, mask_bits, stream_bits = value_bits, 1.0, value_bits + 1.0
+            # the decoder turns every format into the same (value, position) stream for the datapath;
+            # formats differ in the bits read from SRAM and streamed in
+            positions = float(m) * float(n1)
+            other_bits = np.where(fmt == 0, n_w + _BIAS_BITS_PER_VECTOR / vec, storage.expected_storage_bits(
+                2, int(m), int(n1), dens, n_w, vec)[0] / positions)
+            is_mask = fmt == 1
+            w_bits = np.where(is_mask, value_bits, other_bits)
+            mask_bits = np.where(is_mask, 1.0, 0.0)
+            stream_bits = np.where(is_mask, value_bits + 1.0, other_bits)
         else:
             cyc_factor, mac_factor, mask_bits = 1.0, 1.0, 0.0
             w_bits = n_w if kind == "dense" else n_a
@@ -256,10 +300,12 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
         if kind != "act":
             # not fitting: re-stream the weights once per activation chunk that fits in the buffer,
             # and write them into SRAM on arrival
+            # (from DRAM, or from the eNVM array with weight_store=envm)
             chunks = ceil_div(np.asarray(n0, dtype=float) * m * n_a, 8.0 * c_bytes)
             bits = np.where(fits, 0.0, count * m * n1 * stream_bits * chunks)
-            acc.dram_bits = acc.dram_bits + bits
-            acc.dram_streams = acc.dram_streams + np.where(fits, 0.0, count * chunks)
+            acc.dram_bits = acc.dram_bits + np.where(from_dram, bits, 0.0)
+            acc.dram_streams = acc.dram_streams + np.where(from_dram, count * chunks, 0.0)
+            acc.envm_bits = acc.envm_bits + np.where(from_envm, bits, 0.0)
             acc.sram_pj = acc.sram_pj + bits / 64.0 * e_wr_data
 
     def add_sfu(acc: _Accumulator, elements, passes: float) -> None:
@@ -274,13 +320,15 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
     add_matmul(layer, s, keys, dh, count=nh, kind="act")   # A V per head
     add_matmul(layer, s, h, f_, kind="sparse")             # FFN up
     add_matmul(layer, s, f_, h, kind="sparse")             # FFN down
-    add_matmul(layer, 1.0, h, h, kind="dense")             # off-ramp pooler on [CLS]
+    if shape.offramp_pooler:
+        add_matmul(layer, 1.0, h, h, kind="dense")         # off-ramp pooler on [CLS]
     add_matmul(layer, 1.0, h, c_, kind="dense")            # off-ramp classifier
     add_sfu(layer, nh * s * keys, _PASSES["softmax"])
     add_sfu(layer, 2.0 * s * h, _PASSES["layernorm"])
     add_sfu(layer, s * f_, _PASSES["gelu"])
     add_sfu(layer, 2.0 * s * h, _PASSES["residual_add"])
-    add_sfu(layer, float(h), _PASSES["tanh"])
+    if shape.offramp_pooler:
+        add_sfu(layer, float(h), _PASSES["tanh"])
     add_sfu(layer, float(c_), _PASSES["entropy"])
 
     pro = _Accumulator(full)
@@ -298,6 +346,7 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
 
     def finish(acc: _Accumulator, envm_pj_, envm_ns_, extra_sram) -> StageCost:
         sfu_sram = acc.sfu_sram_elems * n_a / 64.0 * (e_rd_data + e_wr_data)
+        weight_reads = acc.envm_bits / st.envm_bits_per_access  # weight_store=envm: 64-cell accesses
         return StageCost(
             mm_cycles=acc.mm_cycles,
             sfu_cycles=acc.sfu_passes / vec,
@@ -307,7 +356,8 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
             sram_pj=acc.sram_pj + sfu_sram + extra_sram,
             sfu_pj=acc.sfu_passes * _SFU_PJ * scaling.node_energy_factor(node),
             dram_pj=acc.dram_bits * _DRAM_PJ_PER_BIT,
-            envm_pj=np.broadcast_to(envm_pj_, full),
+            envm_pj=np.broadcast_to(envm_pj_, full) + weight_reads * st.envm_read_pj_per_access,
+            envm_stream_ns=weight_reads * st.envm_read_latency_ns / _ENVM_BANKS,
         )
 
     zero = np.zeros(full)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hwmodels import dvfs, scaling
 from hwmodels.envm import ENVM_CELLS
+
+# Where the (non-embedding) weights live: the SRAM buffer (streamed from DRAM when they do not fit,
+# as before these choices existed), the eNVM array beside the embeddings, or always DRAM.
+WEIGHT_STORES: tuple[str, ...] = ("sram", "envm", "dram")
+# Layer 1's voltage under DVFS: voltage_v, the rail the previous sentence left, or the grid floor.
+DVFS_LAYER1_POLICIES: tuple[str, ...] = ("nominal", "previous", "min")
 
 
 class CompressionProfile(BaseModel):
@@ -44,6 +52,9 @@ class HardwareConfig(BaseModel):
     zero_skipping: bool = False
     double_buffered: bool = True
     sram_leakage_nw_per_bit: float | None = Field(None, gt=0.0)  # None = technology default (sram.yaml)
+    sparse_format: Literal["dense", "bitmask", "relative_index"] = "bitmask"  # encoder weights in storage
+    weight_store: Literal["sram", "envm", "dram"] = "sram"
+    dvfs_layer1: Literal["nominal", "previous", "min"] = "nominal"
 
     @field_validator("envm_cell")
     @classmethod

@@ -4,7 +4,9 @@
 can evaluate all designs at once.  Build it from config objects with ``DesignBatch.from_configs`` or
 directly from arrays (fast path for sweeps); both validate ranges and raise ValueError.
 Conventions: ``latency_target_ms`` NaN = no target; ``attention_span`` (the largest query-key
-distance attended) inf = full attention; ``envm_cell_index`` indexes ``ENVM_CELLS``.
+distance attended) inf = full attention; ``envm_cell_index`` indexes ``ENVM_CELLS``,
+``sparse_format_index`` ``SPARSE_FORMATS`` (default 1, bitmask), ``weight_store_index``
+``WEIGHT_STORES`` (default 0, sram) and ``dvfs_layer1_index`` ``DVFS_LAYER1_POLICIES`` (default 0, nominal).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from hwmodels import dvfs, scaling
-from hwmodels.config import CompressionProfile, HardwareConfig
+from hwmodels.config import DVFS_LAYER1_POLICIES, WEIGHT_STORES, CompressionProfile, HardwareConfig
 from hwmodels.envm import ENVM_CELLS
+from hwmodels.storage import SPARSE_FORMATS
 
-_INT_FIELDS = ("vmac_lanes", "vector_size", "envm_cell_index", "weight_bits", "weight_exp_bits", "activation_bits")
+_INT_FIELDS = ("vmac_lanes", "vector_size", "envm_cell_index", "weight_bits", "weight_exp_bits", "activation_bits",
+               "sparse_format_index", "weight_store_index", "dvfs_layer1_index")
 _BOOL_FIELDS = ("dvfs", "zero_skipping", "double_buffered")
 
 
@@ -43,6 +47,9 @@ class DesignBatch:
     activation_bits: np.ndarray
     attention_span: np.ndarray
     sram_leakage_nw_per_bit: np.ndarray = field(default_factory=lambda: np.array([np.nan]))  # NaN = tech default
+    sparse_format_index: np.ndarray = field(default_factory=lambda: np.array([SPARSE_FORMATS.index("bitmask")]))
+    weight_store_index: np.ndarray = field(default_factory=lambda: np.array([0]))
+    dvfs_layer1_index: np.ndarray = field(default_factory=lambda: np.array([0]))
 
     def __post_init__(self) -> None:
         arrays = {}
@@ -83,6 +90,10 @@ class DesignBatch:
         bad("attention_span", self.attention_span >= 0, ">= 0 (inf = full attention)")
         leak = self.sram_leakage_nw_per_bit
         bad("sram_leakage_nw_per_bit", np.isnan(leak) | (leak > 0), "positive or NaN (technology default)")
+        for name, names in (("sparse_format_index", SPARSE_FORMATS), ("weight_store_index", WEIGHT_STORES),
+                            ("dvfs_layer1_index", DVFS_LAYER1_POLICIES)):
+            arr = getattr(self, name)
+            bad(name, (arr >= 0) & (arr < len(names)), f"an index into {', '.join(names)} (0..{len(names) - 1})")
 
     def __len__(self) -> int:
         return int(self.vmac_lanes.size)
@@ -117,4 +128,7 @@ class DesignBatch:
             attention_span=np.array([np.inf if c.attention_span is None else c.attention_span for c in comps]),
             sram_leakage_nw_per_bit=np.array([np.nan if h.sram_leakage_nw_per_bit is None else h.sram_leakage_nw_per_bit
                                               for h in hws]),
+            sparse_format_index=np.array([SPARSE_FORMATS.index(h.sparse_format) for h in hws]),
+            weight_store_index=np.array([WEIGHT_STORES.index(h.weight_store) for h in hws]),
+            dvfs_layer1_index=np.array([DVFS_LAYER1_POLICIES.index(h.dvfs_layer1) for h in hws]),
         )

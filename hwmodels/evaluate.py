@@ -5,15 +5,20 @@ A sentence with S tokens that exits after l layers (hw-constants §7.4, §7.5):
     T_layer(V) = max(mm_cycles/f(V), T_dram) + sfu_cycles/f(V)     (double-buffered; else a sum)
     E = (E_dyn,pro + E_dyn,layer) * (V0/0.8)^2 + (l - 1) * E_dyn,layer * (V*/0.8)^2    (MAC, SRAM, SFU)
       + cycles * P * e_ovh * (V/0.8)^2                                                   (overhead)
-      + E_eNVM + l * E_DRAM,layer + E_DRAM,pro                                           (own rails)
+      + E_eNVM,pro + l * (E_eNVM,layer + E_DRAM,layer) + E_DRAM,pro                      (own rails)
       + P_leak(V) * T  (logic + SRAM, ~ (V/0.8)^3)  + P_leak,eNVM * T_on                 (leakage)
-Without DVFS V* = V0 = hardware.voltage_v.  With DVFS, layer 1 runs at V0 (the nominal point at
-which the first off-ramp entropy is produced), then V* is the lowest grid voltage (0.50..0.80 V,
-25 mV) whose predicted latency, using the predicted exit layer l^, meets the target including
-T_switch, clamped up to the minimum-energy voltage; if none meets, V* = 0.80 V and the sentence
-is marked as missing its target.  T_pro is the eNVM embedding fetch, embedding sum/LayerNorm and
+Without DVFS V* = V0 = hardware.voltage_v.  With DVFS, the prologue and layer 1 run at V0, which
+``dvfs_layer1`` chooses: ``nominal`` = voltage_v (EdgeBERT: the point at which the first off-ramp
+entropy is produced), ``previous`` = the voltage the previous sentence left on the rail (its V*,
+or its V0 if it exited after layer 1; the first sentence starts at voltage_v; sentences run in
+the order given, with no switch between them), ``min`` = the grid floor 0.50 V.  Then V* is the
+lowest grid voltage (0.50..0.80 V, 25 mV) whose predicted latency, using the predicted exit
+layer l^, meets the target including T_switch, clamped up to the minimum-energy voltage; if none
+meets, V* = 0.80 V and the sentence is marked as missing its target.  The target is a fixed
+deadline per sentence (as EdgeBERT's), not a mean.  T_pro is the eNVM embedding fetch, embedding sum/LayerNorm and
 (ALBERT) E->H projection.  T_eNVM is counted while a non-volatile store is read; a volatile (SRAM)
-store leaks for the whole sentence.
+store leaks for the whole sentence; with weight_store=envm the array is also read (and leaks) while
+each layer's weights are read.
 """
 
 from __future__ import annotations
@@ -138,6 +143,12 @@ def _select_voltage(lay: StageCost, rows: np.ndarray, t_fixed_ns: np.ndarray, n_
     return grid[idx]
 
 
+def _column(cost: StageCost, j: int) -> StageCost:
+    """Sentence ``j`` of every design: arrays [n_designs, 1]."""
+    return StageCost(*(np.broadcast_to(getattr(cost, name), cost.mm_cycles.shape)[:, j:j + 1]
+                       for name in StageCost.__dataclass_fields__))
+
+
 def evaluate_hardware_batch(shape: ModelShape, *, tokens: np.ndarray, exit_layers: np.ndarray, designs: DesignBatch,
                             predicted_exit_layers: np.ndarray | None = None) -> BatchResult:
     """Evaluate every design on every sentence (vectorised; see module docstring for the equations).
@@ -158,19 +169,35 @@ def evaluate_hardware_batch(shape: ModelShape, *, tokens: np.ndarray, exit_layer
     st = design_static(shape, designs)
     pro, lay = stage_costs(shape, designs, st, s)
     db = designs.double_buffered[:, None]
-    v0 = designs.voltage_v[:, None]
+    target_ns = designs.latency_target_ms[:, None] * 1e6
+    leak_mw = st.leakage_mw
+    n_rest = ell - 1.0
+    policy = np.where(designs.dvfs, designs.dvfs_layer1_index, 0)[:, None]  # without DVFS: voltage_v
+    v0 = np.where(policy == 2, dvfs.V_MIN_V, designs.voltage_v[:, None]) * np.ones_like(s)
     f0 = dvfs.frequency_mhz(v0)
     t_pro = pro.time_ns(f0, db)
     t_l0 = lay.time_ns(f0, db)
-    target_ns = designs.latency_target_ms[:, None] * 1e6
-    leak_mw = st.leakage_mw
 
-    v_star = np.broadcast_to(v0, s.shape).copy()
-    rows = np.flatnonzero(designs.dvfs)
+    v_star = v0.copy()
+    rows = np.flatnonzero(designs.dvfs & (designs.dvfs_layer1_index != 1))
     if rows.size:
         v_star[rows] = _select_voltage(lay, rows, t_pro + t_l0, ell_hat - 1.0, v0, target_ns, db, leak_mw,
                                        st.overhead_pj_per_cycle)
-    n_rest = ell - 1.0
+    prev = np.flatnonzero(designs.dvfs & (designs.dvfs_layer1_index == 1))
+    if prev.size:
+        # layer 1 runs at the rail the previous sentence left: one sentence after the other
+        rail = designs.voltage_v[prev].astype(float)
+        for j in range(s.shape[1]):
+            v0[prev, j] = rail
+            p_j, l_j = _column(pro, j), _column(lay, j)
+            f_j = dvfs.frequency_mhz(v0[:, j:j + 1])
+            t_fixed = p_j.time_ns(f_j, db) + l_j.time_ns(f_j, db)
+            v_star[prev, j] = _select_voltage(l_j, prev, t_fixed, ell_hat[:, j:j + 1] - 1.0, v0[:, j:j + 1],
+                                              target_ns, db, leak_mw, st.overhead_pj_per_cycle)[:, 0]
+            rail = np.where(n_rest[prev, j] > 0, v_star[prev, j], v0[prev, j])
+        f0 = dvfs.frequency_mhz(v0)
+        t_pro = pro.time_ns(f0, db)
+        t_l0 = lay.time_ns(f0, db)
     switched = (np.abs(v_star - v0) > 1e-9) & (n_rest > 0)
     f_star = dvfs.frequency_mhz(v_star)
     t_ls = lay.time_ns(f_star, db)
@@ -181,11 +208,11 @@ def evaluate_hardware_batch(shape: ModelShape, *, tokens: np.ndarray, exit_layer
     lvf0, lvfs = scaling.leakage_voltage_factor(v0), scaling.leakage_voltage_factor(v_star)
     cycles0 = (t_pro - pro.envm_time_ns + t_l0) * f0 * 1e-3
     cycles_star = n_rest * t_ls * f_star * 1e-3
-    envm_on_ns = np.where(st.envm_always_on, latency, pro.envm_time_ns)
+    envm_on_ns = np.where(st.envm_always_on, latency, pro.envm_time_ns + ell * lay.envm_stream_ns)
     breakdown = {
         "mac": (pro.mac_pj + lay.mac_pj) * dvf0 + n_rest * lay.mac_pj * dvfs_,
         "sram": (pro.sram_pj + lay.sram_pj) * dvf0 + n_rest * lay.sram_pj * dvfs_,
-        "envm": pro.envm_pj + 0.0 * latency,
+        "envm": pro.envm_pj + ell * lay.envm_pj,
         "dram": pro.dram_pj + ell * lay.dram_pj,
         "leakage": (leak_mw * lvf0 * (t_pro + t_l0 + t_switch) + leak_mw * lvfs * n_rest * t_ls
                     + st.envm_leakage_mw * envm_on_ns),

@@ -6,7 +6,9 @@ AdaptivFloat per-tensor bias (3-bit, offset -10): value = 2^(exp + bias - 10) * 
 top exponent (2^e - 1) lands on floor(log2(max|x|)) when bias = E_max - (2^e - 1) + 10, clipped to 0..7.
 DVFS LUT: one row per exit-predictor entropy bin -> (predicted exit layer, V*, f*) for a sentence of
 ``design_tokens`` tokens, with our own codes: LDO code = 25 mV grid index from 0.50 V, DCO code =
-round(63 * f/f_max) (the silicon's code->V/f calibration is not public [U]).
+round(63 * f/f_max) (the silicon's code->V/f calibration is not public [U]). Layer 1 at V0 = voltage_v
+(``dvfs_layer1`` nominal or previous) or 0.50 V (min); under ``previous`` the chip's real V* also
+depends on the voltage it is at, which this one-dimensional table does not hold.
 """
 
 from __future__ import annotations
@@ -67,8 +69,12 @@ def accelerator_parameter_file(hardware: HardwareConfig, compression: Compressio
         if exit_predictor.n_bins > dvfs.LUT_BINS:
             raise ValueError(f"exit predictor has {exit_predictor.n_bins} bins; the DVFS LUT holds {dvfs.LUT_BINS}")
         layers = np.minimum(exit_predictor.exit_layer_per_bin, shape.num_layers)
+        # one row per bin, each as if layer 1 ran at V0: with dvfs_layer1=previous the rows must not
+        # chain (the chip picks V* from the voltage it is at; the table is the one from voltage_v)
+        table_hw = hardware.model_copy(update={"dvfs_layer1": "nominal"}) if hardware.dvfs_layer1 == "previous" \
+            else hardware
         result = evaluate_hardware_batch(shape, tokens=np.full(layers.size, tokens), exit_layers=layers,
-                                         designs=DesignBatch.from_configs(compression, hardware))
+                                         designs=DesignBatch.from_configs(compression, table_hw))
         grid, f_grid = dvfs.voltage_frequency_points()
         edges = np.concatenate([[-np.inf], exit_predictor.inner_edges, [np.inf]])
         for k in range(layers.size):
@@ -102,13 +108,15 @@ def accelerator_parameter_file(hardware: HardwareConfig, compression: Compressio
             "accumulator_bits": int(max(16, 2 * max(compression.weight_bits, compression.activation_bits))),
             "per_tensor_bias": biases,
         },
-        "sparsity": {"encoding": "bitmask", "encoder_density": compression.encoder_density,
+        "weight_store": hardware.weight_store,
+        "sparsity": {"encoding": hardware.sparse_format, "encoder_density": compression.encoder_density,
                      "embedding_density": compression.embedding_density},
         "attention_span": compression.attention_span,
         "envm": {"cell": cell.name, "bits_per_cell": cell.bits_per_cell,
                  "embedding_bytes": emb_bytes, "embedding_mib": emb_bytes / MIB},
         "dvfs": {"enabled": hardware.dvfs, "latency_target_ms": hardware.latency_target_ms,
-                 "nominal_voltage_v": hardware.voltage_v, "switch_time_us": dvfs.SWITCH_TIME_NS / 1e3,
+                 "nominal_voltage_v": hardware.voltage_v, "layer1_policy": hardware.dvfs_layer1,
+                 "switch_time_us": dvfs.SWITCH_TIME_NS / 1e3,
                  "design_tokens": tokens, "entropy_fraction_bits": _FRAC_BITS, "lut": lut},
     }
 
@@ -125,6 +133,9 @@ def design_from_parameter_file(params: Mapping[str, Any]) -> tuple[HardwareConfi
         envm_cell=params["envm"]["cell"], voltage_v=dv["nominal_voltage_v"], dvfs=dv["enabled"],
         latency_target_ms=dv["latency_target_ms"], zero_skipping=params["zero_skipping"],
         double_buffered=params["double_buffered"],
+        # files written before these were choices: EdgeBERT's bitmask, SRAM weights, layer 1 at nominal
+        sparse_format=params["sparsity"].get("encoding", "bitmask"), weight_store=params.get("weight_store", "sram"),
+        dvfs_layer1=dv.get("layer1_policy", "nominal"),
     )
     compression = CompressionProfile(
         encoder_density=params["sparsity"]["encoder_density"],

@@ -57,6 +57,8 @@ class ModelShape:
     type_vocab_size: int
     num_labels: int
     shared_layers: bool  # ALBERT shares one layer's weights across all layers
+    offramp_pooler: bool = True  # off-ramp head: pooler H*H + tanh, then the classifier (False: classifier only)
+    offramp_shared: bool = False  # one off-ramp head's weights serve every layer (stored once)
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads", "embedding_size",
@@ -64,12 +66,17 @@ class ModelShape:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelShape.{name} must be a positive integer, got {value!r}")
+        for name in ("shared_layers", "offramp_pooler", "offramp_shared"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelShape.{name} must be a bool, got {getattr(self, name)!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 
     @classmethod
-    def from_hf_config(cls, config: Any, num_labels: int) -> "ModelShape":
-        """Read a transformers BertConfig/AlbertConfig (duck-typed attributes)."""
+    def from_hf_config(cls, config: Any, num_labels: int, *, offramp_pooler: bool = True,
+                       offramp_shared: bool = False) -> "ModelShape":
+        """Read a transformers BertConfig/AlbertConfig (duck-typed attributes); the off-ramp head's
+        shape (pooler or classifier only, shared across layers or not) is the caller's."""
         is_albert = getattr(config, "model_type", None) == "albert" and hasattr(config, "embedding_size")
         hidden = int(config.hidden_size)
         return cls(
@@ -83,6 +90,8 @@ class ModelShape:
             type_vocab_size=int(getattr(config, "type_vocab_size", 2)),
             num_labels=int(num_labels),
             shared_layers=is_albert,
+            offramp_pooler=offramp_pooler,
+            offramp_shared=offramp_shared,
         )
 
     @property
@@ -118,13 +127,19 @@ class ModelShape:
         return self.embedding_size * self.hidden_size if self.has_embedding_projection else 0
 
     @property
+    def offramp_pooler_weights(self) -> int:
+        """Pooler H*H of one off-ramp head (0 for a classifier-only head)."""
+        return self.hidden_size * self.hidden_size if self.offramp_pooler else 0
+
+    @property
     def offramp_weights_per_layer(self) -> int:
-        """Pooler H*H + classifier H*C of one off-ramp (one per layer, EdgeBERT highways)."""
-        return self.hidden_size * self.hidden_size + self.hidden_size * self.num_labels
+        """Pooler H*H (pooler heads) + classifier H*C of one off-ramp (EdgeBERT highways)."""
+        return self.offramp_pooler_weights + self.hidden_size * self.num_labels
 
     @property
     def offramp_weights(self) -> int:
-        return self.offramp_weights_per_layer * self.num_layers
+        """Stored off-ramp weights: one head per layer, or one shared by every layer."""
+        return self.offramp_weights_per_layer * (1 if self.offramp_shared else self.num_layers)
 
     def encoder_macs_per_layer(self, tokens: int, attention_span: int | None = None) -> int:
         """MACs of one encoder layer (no off-ramp) for ``tokens`` tokens; ``attention_span`` is the

@@ -67,6 +67,9 @@ KNOB_LABELS = {
     "voltage_v": "voltage (V)",
     "dvfs": "DVFS",
     "latency_target_ms": "DVFS target (ms)",
+    "dvfs_layer1": "DVFS layer-1 voltage",
+    "sparse_format": "sparse format",
+    "weight_store": "weight store",
 }
 PALETTE = {"Pareto": "#d62728", "feasible": "#1f77b4", "infeasible": "#bbbbbb"}
 

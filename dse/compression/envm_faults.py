@@ -1,4 +1,5 @@
-"""eNVM fault injection into the stored embedding tables (EdgeBERT's multi-level-cell risk).
+"""eNVM fault injection into the stored embedding tables (EdgeBERT's multi-level-cell risk), and
+into the weight matrices when they too live in the eNVM array (the ``weight_store: envm`` knob).
 
 The word/position/token-type tables sit in an eNVM array as AdaptivFloat codes of
 ``weight_bits`` bits. A table's codes are packed densely, least significant bit first, into
@@ -8,7 +9,10 @@ arrays do, so that the common adjacent-level error costs one bit): a faulty cell
 adjacent level (up or down with equal chance; the lowest and highest levels have one
 neighbour), which flips exactly one of its bits. Each cell is faulty independently with the
 cell's adjacent-level error probability. The corrupted codes are decoded back to values, so
-every value stays representable in the format.
+every value stays representable in the format. Weight matrices stored sparse (bitmask or
+relative index) keep only their non-zero values in the array, so only those codes take faults
+and a pruned weight stays zero (faults in the mask or index bits are not modelled); stored dense,
+every code does.
 
 Error probabilities (per cell and read, i.e. per stored copy) are the cell's
 ``adjacent_level_error_prob`` in the hardware model's cell table (``hwmodels/data/envm.yaml``),
@@ -31,7 +35,7 @@ from dse.compression.adaptivfloat import AdaptivFloatFormat, decode, encode, exp
 from hwmodels.envm import ENVM_CELLS, envm_cell
 
 __all__ = ["CELL_ERROR_PROB", "bits_per_cell", "cell_error_prob", "inject_code_faults",
-           "inject_table_faults", "levels_per_cell"]
+           "inject_table_faults", "inject_weight_faults", "levels_per_cell"]
 
 # Adjacent-level error probability per cell read: the hardware model's cell table, read once.
 CELL_ERROR_PROB: dict[str, float] = {name: envm_cell(name).adjacent_level_error_prob for name in ENVM_CELLS}
@@ -109,16 +113,34 @@ def inject_table_faults(tables: dict[str, nn.Embedding], fmt: AdaptivFloatFormat
     Each table is its own array region with its own per-tensor bias (recomputed from the
     quantized values, which keep the original's). Seeded: the same seed gives the same faults.
     """
+    return _inject(list(tables.values()), fmt, cell=cell, error_prob=error_prob, seed=seed, nonzero_only=False)
+
+
+@torch.no_grad()
+def inject_weight_faults(modules: dict[str, nn.Module], fmt: AdaptivFloatFormat, *, cell: str, error_prob: float,
+                         seed: int | list[int], nonzero_only: bool) -> int:
+    """Corrupt, in place, AdaptivFloat-quantized weight matrices as stored in ``cell``; faulty
+    cells. ``nonzero_only``: a sparse format stores only the non-zero values (pruned weights stay
+    zero). A module listed twice (ALBERT's shared layers) is one stored matrix, corrupted once."""
+    unique = list({id(m): m for m in modules.values()}.values())
+    return _inject(unique, fmt, cell=cell, error_prob=error_prob, seed=seed, nonzero_only=nonzero_only)
+
+
+def _inject(modules: list[nn.Module], fmt: AdaptivFloatFormat, *, cell: str, error_prob: float,
+            seed: int | list[int], nonzero_only: bool) -> int:
     width = bits_per_cell(cell)
     rng = np.random.default_rng(seed)
     faulty = 0
-    for emb in tables.values():
-        weight = emb.weight
+    for module in modules:
+        weight = module.weight
         bias = exponent_bias(weight, fmt)
         codes = encode(weight, fmt, bias=bias).numpy()
-        new, count = inject_code_faults(codes, code_bits=fmt.total_bits, cell_bits=width,
-                                        error_prob=error_prob, rng=rng)
+        stored = (weight != 0).numpy() if nonzero_only else np.ones(codes.shape, dtype=bool)
+        new_stored, count = inject_code_faults(codes[stored], code_bits=fmt.total_bits, cell_bits=width,
+                                               error_prob=error_prob, rng=rng)
         faulty += count
         if count:
+            new = codes.copy()
+            new[stored] = new_stored
             weight.copy_(decode(torch.from_numpy(new), fmt, bias=bias, dtype=weight.dtype))
     return faulty

@@ -64,6 +64,18 @@ KNOBS: dict[str, Knob] = {
                  help="latency-aware per-sentence DVFS from the predicted exit layer"),
     "latency_target_ms": Knob(kind="float", default=1.0, low=0.001, high=1000.0, affects_accuracy=False,
                               help="per-sentence latency target that DVFS aims for (ms)"),
+    "dvfs_layer1": Knob(kind="categorical", default="nominal", choices=("nominal", "previous", "min"),
+                        affects_accuracy=False,
+                        help="DVFS: layer 1's voltage (nominal = voltage_v; previous = the rail the previous "
+                             "sentence left; min = the 0.50 V grid floor)"),
+    "sparse_format": Knob(kind="categorical", default="bitmask", choices=("dense", "bitmask", "relative_index"),
+                          affects_accuracy=False,
+                          help="encoder weights in storage: dense, bitmask (one mask bit per weight) or "
+                               "EIE-style 4-bit relative index"),
+    "weight_store": Knob(kind="categorical", default="sram", choices=("sram", "envm", "dram"),
+                         affects_accuracy=False,
+                         help="where the weights live: SRAM buffer (DRAM when they do not fit), the eNVM "
+                              "array beside the embeddings, or DRAM"),
     # Training-time compression (dse.training): a trial whose values differ from these defaults
     # uses a model fine-tuned under them, trained once per distinct setting and cached.
     "pruning_method": Knob(kind="categorical", default="none", choices=("none", "magnitude", "movement"),

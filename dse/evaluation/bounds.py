@@ -5,7 +5,9 @@ it exits after layer 1 (layers 2.. only add time, whatever voltage DVFS picks fo
 mean latency with every dev sentence exiting there is a lower bound on the design's latency. A
 design that breaks a hardware constraint of its study even at these bounds, or that has no valid
 eNVM array, cannot become feasible: the study screens it out without running the model
-(``dse.study.engine``).
+(``dse.study.engine``). A guarded hardware knob that is inert whatever the model outputs
+(``dvfs_layer1`` without DVFS; ``weight_store: dram`` where the weights do not fit in SRAM even at
+their smallest) raises :class:`~dse.evaluation.guards.InactiveKnob` here, before the model runs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import numpy as np
 from dse.compression.spec import CompressionSpec, TrainingSpec
 from dse.config import knobs_for_task
 from dse.evaluation.context import EvalContext
+from dse.evaluation.guards import InactiveKnob
 from dse.evaluation.multitask import MultiTaskContext
 from dse.evaluation.score import compression_profile, hardware_config
-from hwmodels import CompressionProfile, HardwareResult, evaluate_hardware
+from hwmodels import CompressionProfile, HardwareConfig, HardwareResult, evaluate_hardware
 
 __all__ = ["HardwareBounds", "hardware_bounds", "optimistic_profile"]
 
@@ -58,9 +61,21 @@ def optimistic_profile(spec: CompressionSpec) -> CompressionProfile:
 
 def _task_bounds(ctx: EvalContext, knobs: dict[str, Any]) -> HardwareResult:
     tokens = np.asarray(ctx.dev.lengths)
-    return evaluate_hardware(ctx.shape, tokens=tokens, exit_layers=np.ones_like(tokens),
-                             compression=optimistic_profile(CompressionSpec.from_knobs(knobs)),
-                             hardware=hardware_config(knobs))
+    profile = optimistic_profile(CompressionSpec.from_knobs(knobs))
+    hardware = hardware_config(knobs)
+    if hardware.dvfs_layer1 != "nominal" and not hardware.dvfs:
+        raise InactiveKnob(f"dvfs_layer1={hardware.dvfs_layer1} changed no figure of this design against "
+                           "dvfs_layer1=nominal (DVFS is off)")
+
+    def bounds(hw: HardwareConfig) -> HardwareResult:
+        return evaluate_hardware(ctx.shape, tokens=tokens, exit_layers=np.ones_like(tokens), compression=profile,
+                                 hardware=hw)
+
+    if hardware.weight_store == "dram" and not bounds(hardware.model_copy(update={"weight_store": "sram"})).weights_fit_in_sram:
+        # the optimistic profile is the smallest the weights can be: they never fit, so SRAM streams them too
+        raise InactiveKnob("weight_store=dram changed no figure of this design against weight_store=sram "
+                           "(the weights do not fit in SRAM)")
+    return bounds(hardware)
 
 
 def hardware_bounds(ctx: EvalContext | MultiTaskContext, knobs: dict[str, Any]) -> HardwareBounds:

@@ -4,11 +4,18 @@ A knob that silently does nothing (a mask that never reaches the weights, a span
 at some batch size, as in EdgeBERT's own code, a quantizer that leaves tensors untouched) would
 make the study credit a design with savings it does not have. Each check raises
 :class:`InactiveKnob` with a reason that names the knob.
+
+Hardware knobs that only choose how the chip works (:data:`GUARDED_HARDWARE_KNOBS`: the sparse
+storage format, where the weights live, DVFS's layer-1 voltage) are checked on the hardware
+model instead: a non-default value must change some figure of the design (latency, energy, area
+or storage) against the same design with that knob at its default; e.g. ``dvfs_layer1`` does
+nothing without DVFS, and ``weight_store: dram`` nothing where the weights never fit in SRAM.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -16,10 +23,15 @@ from torch import nn
 
 from dse.compression.apply import embedding_tables, encoder_linears
 from dse.compression.spec import CompressionSpec
+from dse.config import KNOBS
 from dse.modeling.batching import EncodedSet, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
+from hwmodels import BatchResult, CompressionProfile, HardwareConfig, HardwareResult, ModelShape, evaluate_configs
 
-__all__ = ["InactiveKnob", "SPARSITY_TOLERANCE", "check_knobs_active"]
+__all__ = ["GUARDED_HARDWARE_KNOBS", "InactiveKnob", "SPARSITY_TOLERANCE", "check_hardware_knobs_active",
+           "check_knobs_active", "inert_hardware_knobs"]
+
+GUARDED_HARDWARE_KNOBS = ("sparse_format", "weight_store", "dvfs_layer1")
 
 # Magnitude pruning keeps exactly round((1 - s) * n) weights per matrix; allow one weight of
 # rounding plus a little slack for ties before calling a mask inactive.
@@ -107,3 +119,45 @@ def check_knobs_active(
         if hooked != len(lin_after):
             raise InactiveKnob(f"activation_bits={spec.activation_bits} quantizes {hooked} of "
                                f"{len(lin_after)} encoder matmul inputs")
+
+
+def _figures(hw: HardwareResult) -> tuple[np.ndarray, ...]:
+    return (np.asarray(hw.latency_ns), np.asarray(hw.energy_pj), np.asarray(hw.area_mm2),
+            np.asarray(hw.memory_bytes), np.asarray(hw.target_met))
+
+
+def inert_hardware_knobs(shape: ModelShape, tokens: np.ndarray, exit_layers: np.ndarray,
+                         predicted_exit_layers: np.ndarray | None, profiles: Sequence[CompressionProfile],
+                         hardwares: Sequence[HardwareConfig],
+                         results: BatchResult | Sequence[HardwareResult]) -> list[tuple[str, ...]]:
+    """Per design of ``results`` (the hardware model's results for ``profiles``/``hardwares``), the
+    guarded hardware knobs set away from their default that change none of its figures."""
+    def result(i: int) -> HardwareResult:
+        return results.design(i) if isinstance(results, BatchResult) else results[i]
+
+    out: list[list[str]] = [[] for _ in hardwares]
+    for knob in GUARDED_HARDWARE_KNOBS:
+        default = KNOBS[knob].default
+        rows = [i for i, h in enumerate(hardwares) if getattr(h, knob) != default]
+        if not rows:
+            continue
+        alt = evaluate_configs(shape, tokens=tokens, exit_layers=exit_layers,
+                               compressions=[profiles[i] for i in rows],
+                               hardwares=[hardwares[i].model_copy(update={knob: default}) for i in rows],
+                               predicted_exit_layers=predicted_exit_layers)
+        for j, i in enumerate(rows):
+            if all(np.array_equal(a, b) for a, b in zip(_figures(result(i)), _figures(alt.design(j)))):
+                out[i].append(knob)
+    return [tuple(k) for k in out]
+
+
+def check_hardware_knobs_active(shape: ModelShape, tokens: np.ndarray, exit_layers: np.ndarray,
+                                predicted_exit_layers: np.ndarray | None, profile: CompressionProfile,
+                                hardware: HardwareConfig, result: HardwareResult) -> None:
+    """Raise :class:`InactiveKnob` if a guarded hardware knob of ``hardware`` changed nothing."""
+    inert = inert_hardware_knobs(shape, tokens, exit_layers, predicted_exit_layers, [profile], [hardware], [result])[0]
+    if inert:
+        knob = inert[0]
+        hint = " (DVFS is off)" if knob == "dvfs_layer1" and not hardware.dvfs else ""
+        raise InactiveKnob(f"{knob}={getattr(hardware, knob)} changed no figure of this design against "
+                           f"{knob}={KNOBS[knob].default}{hint}")

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 
 from dse.compression.spec import CompressionSpec
+from dse.config import KNOBS
 from dse.evaluation.cache import eval_key, layer_logits
 from dse.evaluation.context import EvalContext, trained_model
 from dse.evaluation.exits import InvalidDesign, early_exit_points, predicted_exit_layers
-from dse.evaluation.faults import FaultOutcome, fault_outcome
+from dse.evaluation.faults import FaultOutcome, WeightStorage, fault_outcome
+from dse.evaluation.guards import check_hardware_knobs_active
 from dse.modeling.span import span_for_hardware
 from hwmodels import CompressionProfile, HardwareConfig, HardwareResult, evaluate_hardware
 
@@ -82,11 +84,18 @@ def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None, *
 
 
 def hardware_config(knobs: dict[str, Any]) -> HardwareConfig:
+    """The accelerator a design's knobs describe (knobs added later default when absent, so that
+    knobs recorded before them keep their meaning)."""
+    def later(name: str) -> Any:
+        return knobs.get(name, KNOBS[name].default)
+
     return HardwareConfig(
         vmac_lanes=int(knobs["vmac_lanes"]), vector_size=int(knobs["vector_size"]),
         sram_kb=float(knobs["sram_kb"]), envm_cell=str(knobs["envm_cell"]),
         voltage_v=float(knobs["voltage_v"]), dvfs=bool(knobs["dvfs"]),
         latency_target_ms=float(knobs["latency_target_ms"]),
+        sparse_format=str(later("sparse_format")), weight_store=str(later("weight_store")),
+        dvfs_layer1=str(later("dvfs_layer1")),
     )
 
 
@@ -160,7 +169,9 @@ def score_design(ctx: EvalContext, knobs: dict[str, Any]) -> DesignScore:
     )
     if not hw.valid:
         raise InvalidDesign(hw.invalid_reason or "invalid hardware design")
-    faults = fault_outcome(ctx, spec, str(knobs["envm_cell"]), float(knobs["exit_threshold"]), points)
+    check_hardware_knobs_active(ctx.shape, ctx.dev.lengths, exit_layers.numpy(), predicted, profile, hardware, hw)
+    faults = fault_outcome(ctx, spec, str(knobs["envm_cell"]), float(knobs["exit_threshold"]), points,
+                           WeightStorage.from_knobs(knobs))
     return DesignScore(spec, points, exit_layers, hw, faults, hit)
 
 

@@ -21,7 +21,8 @@ from dse.config import StudyConfig, knobs_for_task
 from dse.evaluation.cache import layer_logits
 from dse.evaluation.context import EvalContext
 from dse.evaluation.exits import early_exit_points, predicted_exit_layers
-from dse.evaluation.faults import fault_outcome
+from dse.evaluation.faults import WeightStorage, fault_outcome
+from dse.evaluation.guards import inert_hardware_knobs
 from dse.evaluation.multitask import MultiTaskContext, combine_scores
 from dse.evaluation.score import DesignScore, compression_profile, design_metrics, hardware_config
 from dse.study.pareto import pareto_mask
@@ -31,7 +32,7 @@ __all__ = ["DerivedDesign", "cheap_knob_grid", "sweep_cheap_knobs"]
 
 # Knobs a sweep may vary: everything that is applied to cached logits or to the hardware model.
 CHEAP_KNOBS = ("exit_threshold", "vmac_lanes", "vector_size", "sram_kb", "envm_cell", "voltage_v",
-               "dvfs", "latency_target_ms")
+               "dvfs", "latency_target_ms", "dvfs_layer1", "sparse_format", "weight_store")
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,17 @@ def _task_scores(ctx: EvalContext, points: list[dict[str, Any]]) -> list[DesignS
         batch = evaluate_configs(ctx.shape, tokens=ctx.dev.lengths, exit_layers=exits.numpy(),
                                  compressions=[profile] * len(rows), hardwares=hardware,
                                  predicted_exit_layers=predicted)
-        faults: dict[str, Any] = {}  # per cell: faulty logits are cached, exits per threshold
+        inert = inert_hardware_knobs(ctx.shape, ctx.dev.lengths, exits.numpy(), predicted,
+                                     [profile] * len(rows), hardware, batch)
+        faults: dict[Any, Any] = {}  # per cell and weight storage: faulty logits are cached, exits per threshold
         for k, i in enumerate(rows):
             if not batch.valid[k]:
                 continue
+            if inert[k]:  # a sampled hardware knob that does nothing here: not a distinct design
+                continue
             cell = str(points[i]["envm_cell"])
-            if cell not in faults:
-                faults[cell] = fault_outcome(ctx, spec, cell, threshold, accuracy)
-            out[i] = DesignScore(spec, accuracy, exits, batch.design(k), faults[cell], cache_hit=True)
+            storage = WeightStorage.from_knobs(points[i])
+            if (cell, storage) not in faults:
+                faults[cell, storage] = fault_outcome(ctx, spec, cell, threshold, accuracy, storage)
+            out[i] = DesignScore(spec, accuracy, exits, batch.design(k), faults[cell, storage], cache_hit=True)
     return out

@@ -228,3 +228,67 @@ def test_validation_v6_efficiency_envelope(albert_base: ModelShape, voltage_v: f
     core_pj = sum(r.energy_breakdown_pj[k][0] for k in ("mac", "sram", "overhead", "sfu", "leakage"))
     tflops_per_w = 2 * macs / (core_pj * 1e-12) / 1e12
     assert 2.6 <= tflops_per_w <= 18.1
+
+
+# DVFS layer-1 policy (dvfs_layer1): nominal (voltage_v), previous (the rail left by the previous
+# sentence), min (0.50 V)
+def _dvfs(policy: str, target_ms: float = 100.0, voltage_v: float = 0.8) -> HardwareConfig:
+    return HardwareConfig(dvfs=True, latency_target_ms=target_ms, dvfs_layer1=policy, voltage_v=voltage_v)
+
+
+def test_layer1_min_runs_layer1_at_the_floor(albert_base: ModelShape) -> None:
+    nominal = run(albert_base, [128, 128], [1, 3], hw=_dvfs("nominal"))
+    low = run(albert_base, [128, 128], [1, 3], hw=_dvfs("min"))
+    # a sentence leaving after layer 1 is exactly the fixed 0.5 V design's
+    fixed = run(albert_base, [128], [1], hw=HardwareConfig(voltage_v=0.5))
+    assert low.latency_ns[0] == pytest.approx(fixed.latency_ns[0], rel=1e-12)
+    assert low.energy_pj[0] == pytest.approx(fixed.energy_pj[0], rel=1e-12)
+    assert low.voltage_v[0] == pytest.approx(0.5)
+    # against nominal: less energy, more time; the 3-layer sentence needs no switch (V* = 0.5 V too)
+    assert np.all(low.energy_pj < nominal.energy_pj) and np.all(low.latency_ns > nominal.latency_ns)
+    slow = HardwareConfig(voltage_v=0.5)
+    assert low.latency_ns[1] == pytest.approx(run(albert_base, [128], [3], hw=slow).latency_ns[0], rel=1e-12)
+
+
+def test_layer1_min_with_a_tight_deadline_raises_the_rest(albert_base: ModelShape) -> None:
+    fixed = run(albert_base, [128], [12]).mean_latency_ms
+    low = run(albert_base, [128], [12], hw=_dvfs("min", target_ms=1.3 * fixed))
+    nominal = run(albert_base, [128], [12], hw=_dvfs("nominal", target_ms=1.3 * fixed))
+    assert low.target_met[0] and nominal.target_met[0]
+    assert low.voltage_v[0] > nominal.voltage_v[0]  # a slow layer 1 leaves less time for the rest
+
+
+def test_layer1_previous_starts_where_the_last_sentence_left(albert_base: ModelShape) -> None:
+    tokens, exits = [128] * 4, [3, 3, 1, 3]
+    nominal = run(albert_base, tokens, exits, hw=_dvfs("nominal"))
+    prev = run(albert_base, tokens, exits, hw=_dvfs("previous"))
+    # the first sentence starts at voltage_v: as nominal
+    assert prev.latency_ns[0] == nominal.latency_ns[0] and prev.energy_pj[0] == nominal.energy_pj[0]
+    # the rail is then at 0.5 V: later sentences run every layer at 0.5 V, with no switch
+    slow = HardwareConfig(voltage_v=0.5)
+    for i in (1, 2, 3):
+        same = run(albert_base, [128], [exits[i]], hw=slow)
+        assert prev.latency_ns[i] == pytest.approx(same.latency_ns[0], rel=1e-12)
+        assert prev.energy_pj[i] == pytest.approx(same.energy_pj[0], rel=1e-12)
+        assert prev.energy_pj[i] < nominal.energy_pj[i]
+    # order matters: the same sentences with the one exiting after layer 1 first
+    swapped = run(albert_base, [128] * 4, [1, 3, 3, 3], hw=_dvfs("previous"))
+    # sentence 0 exits at layer 1 and never switches: sentence 1 starts at 0.8 V again
+    assert swapped.latency_ns[1] == nominal.latency_ns[0]
+
+
+def test_layer1_policy_needs_dvfs(albert_base: ModelShape) -> None:
+    for policy in ("previous", "min"):
+        off = run(albert_base, [128, 64], [3, 2], hw=HardwareConfig(dvfs_layer1=policy))
+        base = run(albert_base, [128, 64], [3, 2])
+        assert np.array_equal(off.energy_pj, base.energy_pj) and np.array_equal(off.latency_ns, base.latency_ns)
+
+
+def test_layer1_policies_in_one_batch_match_single_runs(minilm: ModelShape) -> None:
+    tokens, exits = np.array([20, 64, 9, 33]), np.array([2, 6, 1, 4])
+    hws = [_dvfs(p, target_ms=t) for p in ("nominal", "previous", "min") for t in (0.3, 5.0)]
+    batch = evaluate_configs(minilm, tokens=tokens, exit_layers=exits, compressions=CompressionProfile(), hardwares=hws)
+    for k, hw in enumerate(hws):
+        single = run(minilm, tokens, exits, hw=hw)
+        assert np.allclose(batch.latency_ns[k], single.latency_ns, rtol=1e-12)
+        assert np.allclose(batch.energy_pj[k], single.energy_pj, rtol=1e-12)

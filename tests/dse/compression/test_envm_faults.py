@@ -11,7 +11,7 @@ from torch import nn
 
 from dse.compression.adaptivfloat import AdaptivFloatFormat, exponent_bias, quantize
 from dse.compression.envm_faults import (CELL_ERROR_PROB, bits_per_cell, cell_error_prob, inject_code_faults,
-                                         inject_table_faults, levels_per_cell)
+                                         inject_table_faults, inject_weight_faults, levels_per_cell)
 from hwmodels.envm import ENVM_CELLS, envm_cell
 
 AF8 = AdaptivFloatFormat(8, 3)
@@ -112,3 +112,25 @@ def test_table_faults_keep_values_representable_and_zero_error_is_identity() -> 
     bias = exponent_bias(clean, AF8)
     assert torch.equal(quantize(emb.weight, AF8, bias=bias), emb.weight)
     assert bits_per_cell("rram_mlc3") == 3
+
+
+def test_weight_faults_hit_stored_values_only_and_shared_matrices_once() -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 32)
+    w = quantize(lin.weight.data, AF8)
+    w[:, ::2] = 0.0  # half the weights pruned
+    lin.weight.data = w
+    clean = lin.weight.detach().clone()
+    # stored sparse: only the 512 non-zero codes sit in cells; a pruned weight stays zero
+    faulty = inject_weight_faults({"a": lin, "b": lin}, AF8, cell="rram_mlc3", error_prob=0.3, seed=0, nonzero_only=True)
+    n_cells = -(-512 * 8 // 3)  # 1,366: the shared matrix counted once
+    assert 0.25 * n_cells < faulty < 0.35 * n_cells
+    assert torch.all(lin.weight[:, ::2] == 0) and not torch.equal(lin.weight, clean)
+    # stored dense: every code, zeros too
+    lin.weight.data = clean.clone()
+    inject_weight_faults({"a": lin}, AF8, cell="rram_mlc3", error_prob=0.3, seed=0, nonzero_only=False)
+    assert torch.any(lin.weight[:, ::2] != 0)
+    # single-level cells take no faults
+    lin.weight.data = clean.clone()
+    assert inject_weight_faults({"a": lin}, AF8, cell="rram_slc", error_prob=0.0, seed=0, nonzero_only=True) == 0
+    assert torch.equal(lin.weight, clean)

@@ -60,3 +60,28 @@ def test_mlc3_faults_are_counted_cached_and_reproducible(tmp_path: Path) -> None
     # another seed is another setting
     other = evaluate_trial(_context(tmp_path, faults.model_copy(update={"seed": 4})), knobs)
     assert not other.attrs["faults"]["cache_hit"] and len(list(tmp_path.glob("faults-*.npz"))) == 2
+
+
+def test_mlc_faults_reach_encoder_weights_stored_in_envm(tmp_path: Path) -> None:
+    from dse.compression.apply import compress, encoder_linears
+    from dse.compression.spec import CompressionSpec
+    from dse.evaluation.faults import WeightStorage, envm_weights, fault_cache_key
+
+    faults = FaultsConfig(enabled=True, repeats=2, seed=3, cell_error_prob={"rram_mlc3": 0.05})
+    ctx = _context(tmp_path, faults)
+    knobs = CONFIG.knob_values({"envm_cell": "rram_mlc3"})
+    sram = evaluate_trial(ctx, knobs)
+    envm = evaluate_trial(ctx, {**knobs, "weight_store": "envm"})
+    # the tables take the very same faults either way; the weights add their own cells
+    stored = envm_weights(compress(ctx.model, CompressionSpec())[0]).values()  # sparse format: non-zeros only
+    weight_cells = sum(-(-int((m.weight != 0).sum()) * 8 // 3) for m in stored)
+    extra = np.array(envm.attrs["faults"]["faulty_cells"]) - np.array(sram.attrs["faults"]["faulty_cells"])
+    assert np.all(np.abs(extra - 0.05 * weight_cells) < 5 * math.sqrt(weight_cells * 0.05 * 0.95))
+    assert envm.attrs["faults"]["accuracy_per_repeat"] != sram.attrs["faults"]["accuracy_per_repeat"]
+    assert len(list(tmp_path.glob("faults-*.npz"))) == 2
+    # cache keys: weights in SRAM keep the key they had before weight_store existed
+    spec = CompressionSpec.from_knobs(knobs)
+    assert fault_cache_key(ctx, spec, "rram_mlc3", 0.05) == fault_cache_key(ctx, spec, "rram_mlc3", 0.05, WeightStorage())
+    assert fault_cache_key(ctx, spec, "rram_mlc3", 0.05, WeightStorage(in_envm=True)) != \
+        fault_cache_key(ctx, spec, "rram_mlc3", 0.05)
+    assert set(encoder_linears(ctx.model)) <= set(envm_weights(ctx.model))

@@ -98,3 +98,99 @@ def test_activation_quantizers_that_were_lost_fail(tiny_model) -> None:  # noqa:
     out.activation_quantizers.pop().remove()
     with pytest.raises(InactiveKnob, match="activation_bits=8 quantizes"):
         check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
+
+
+# Hardware knobs that choose how the chip works: a non-default value must change the design's figures.
+HW_TOKENS, HW_EXITS = np.array([12, 40, 7, 25]), np.array([1, 3, 2, 3])
+
+
+def _shape():  # noqa: ANN202
+    from hwmodels import ModelShape
+
+    return ModelShape(num_layers=3, hidden_size=64, intermediate_size=128, num_heads=4, embedding_size=64,
+                      vocab_size=500, max_positions=64, type_vocab_size=2, num_labels=2, shared_layers=False)
+
+
+@pytest.mark.parametrize(("knob", "value", "extra"), [
+    ("sparse_format", "dense", {}),
+    ("sparse_format", "relative_index", {}),
+    ("weight_store", "envm", {}),
+    ("weight_store", "dram", {"sram_kb": 4096.0}),
+    ("dvfs_layer1", "previous", {"dvfs": True, "latency_target_ms": 10.0}),
+    ("dvfs_layer1", "min", {"dvfs": True, "latency_target_ms": 10.0}),
+])
+def test_active_hardware_knob_passes_and_lost_one_is_refused(knob: str, value: str, extra: dict) -> None:
+    from dse.evaluation.guards import check_hardware_knobs_active
+    from hwmodels import CompressionProfile, HardwareConfig, evaluate_hardware
+
+    shape, profile = _shape(), CompressionProfile(encoder_density=0.3)
+    hardware = HardwareConfig(**{knob: value, **extra})
+
+    def result(hw: HardwareConfig):  # noqa: ANN202
+        return evaluate_hardware(shape, tokens=HW_TOKENS, exit_layers=HW_EXITS, compression=profile, hardware=hw)
+
+    check_hardware_knobs_active(shape, HW_TOKENS, HW_EXITS, None, profile, hardware, result(hardware))
+    # what a knob lost on its way to the hardware model looks like: the default design's figures
+    lost = result(hardware.model_copy(update={knob: KNOB_DEFAULTS[knob]}))
+    with pytest.raises(InactiveKnob, match=f"{knob}={value} changed no figure"):
+        check_hardware_knobs_active(shape, HW_TOKENS, HW_EXITS, None, profile, hardware, lost)
+
+
+KNOB_DEFAULTS = {"sparse_format": "bitmask", "weight_store": "sram", "dvfs_layer1": "nominal"}
+
+
+@pytest.mark.parametrize(("knobs", "reason"), [
+    ({"dvfs_layer1": "previous"}, r"dvfs_layer1=previous changed no figure .* \(DVFS is off\)"),
+    ({"dvfs_layer1": "min", "dvfs": True, "voltage_v": 0.5, "latency_target_ms": 100.0}, "dvfs_layer1=min"),
+    ({"weight_store": "dram", "sram_kb": 1.0}, "weight_store=dram"),  # 1 KiB: the weights stream from DRAM anyway
+])
+def test_trial_with_an_inert_hardware_knob_is_refused(tmp_path, knobs: dict, reason: str) -> None:  # noqa: ANN001
+    from dse.evaluation import evaluate_trial
+
+    from ..tiny_eval import tiny_config, tiny_context
+
+    ctx = tiny_context(tmp_path, rows=8)
+    ctx.train_entropy = np.random.default_rng(0).random((16, 3))  # what DVFS fits its predictor on
+    base = tiny_config().knob_values({})
+    with pytest.raises(InactiveKnob, match=reason):
+        evaluate_trial(ctx, {**base, **knobs})
+
+
+@pytest.mark.parametrize("knobs", [
+    {"sparse_format": "dense"}, {"sparse_format": "relative_index"}, {"weight_store": "envm"},
+    {"weight_store": "dram"},
+    {"dvfs_layer1": "previous", "dvfs": True, "latency_target_ms": 0.05},
+    {"dvfs_layer1": "min", "dvfs": True, "latency_target_ms": 0.05},
+])
+def test_each_new_hardware_knob_changes_the_trial(tmp_path, knobs: dict) -> None:  # noqa: ANN001
+    from dse.evaluation import evaluate_trial
+
+    from ..tiny_eval import tiny_config, tiny_context
+
+    ctx = tiny_context(tmp_path, rows=8)
+    ctx.train_entropy = np.random.default_rng(0).random((16, 3))
+    base = {**tiny_config().knob_values({}), **{k: v for k, v in knobs.items() if k not in KNOB_DEFAULTS}}
+    before = evaluate_trial(ctx, base).metrics
+    after = evaluate_trial(ctx, {**base, **knobs}).metrics
+    changed = {k for k in ("energy_uj", "latency_ms", "area_mm2", "memory_mb") if after[k] != before[k]}
+    assert changed, knobs
+    if "sparse_format" in knobs:
+        assert "memory_mb" in changed
+    if knobs.get("weight_store") == "envm":
+        assert after["area_mm2"] > before["area_mm2"]
+
+
+@pytest.mark.parametrize(("knobs", "reason"), [
+    ({"dvfs_layer1": "min"}, r"dvfs_layer1=min .*\(DVFS is off\)"),
+    ({"weight_store": "dram", "sram_kb": 1.0}, r"weight_store=dram .*do not fit"),
+])
+def test_certainly_inert_hardware_knobs_fail_before_the_model_runs(knobs: dict, reason: str) -> None:
+    from dse.evaluation import hardware_bounds
+
+    from ..tiny_eval import tiny_config, tiny_context
+
+    ctx = tiny_context(None, rows=4, baseline_points=50.0)
+    base = tiny_config().knob_values({})
+    with pytest.raises(InactiveKnob, match=reason):
+        hardware_bounds(ctx, {**base, **knobs})
+    hardware_bounds(ctx, {**base, **knobs, "dvfs": True, "sram_kb": 4096.0})  # where they act: bounds as usual

@@ -98,3 +98,34 @@ def test_sweep_scores_faults_per_cell_like_single_evaluations(tiny_model) -> Non
         assert (min(details["faulty_cells"]) > 0) == (d.params["envm_cell"] == "rram_mlc3")
         single = evaluate_trial(ctx, config.knob_values(d.params))
         assert single.metrics == pytest.approx(d.metrics)
+
+
+def test_sweep_covers_the_new_hardware_knobs_and_skips_inert_ones(tiny_model) -> None:  # noqa: ANN001
+    from dse.study.sweep import _task_scores
+
+    config = parse_study_config({
+        "name": "sweep-hw", "sweep": {"values_per_knob": 2, "max_derived_trials": 50},
+        "objectives": [{"name": "energy_uj"}, {"name": "memory_mb"}, {"name": "area_mm2"}],
+        "fixed": {"latency_target_ms": 0.05},
+        "search_space": {"dvfs": {"type": "categorical", "choices": [False, True]},
+                         "dvfs_layer1": {"type": "categorical", "choices": ["nominal", "previous", "min"]},
+                         "sparse_format": {"type": "categorical", "choices": ["dense", "bitmask", "relative_index"]},
+                         "weight_store": {"type": "categorical", "choices": ["sram", "envm", "dram"]}},
+    }, source="test")
+    ctx = _six_sentence_context(tiny_model)
+    ctx.train_entropy = np.random.default_rng(0).random((16, ctx.shape.num_layers))
+    dists = distributions(config)
+    assert set(cheap_knob_grid(dists, per_knob=2)) == {"dvfs", "dvfs_layer1", "sparse_format", "weight_store"}
+    base = config.knob_values({"dvfs": True, "dvfs_layer1": "nominal", "sparse_format": "bitmask",
+                               "weight_store": "sram"})
+    points = [{**base, "dvfs": False, "dvfs_layer1": "previous"}, {**base, "dvfs_layer1": "previous"},
+              {**base, "weight_store": "dram"}, {**base, "weight_store": "envm", "sparse_format": "dense"}]
+    scores = _task_scores(ctx, points)
+    assert scores[0] is None  # dvfs_layer1 without DVFS: not a design of its own
+    assert all(s is not None for s in scores[1:])  # the tiny model fits in 64 KiB: dram streams it
+    designs = sweep_cheap_knobs(ctx, config, base, dists, constraints=lambda m: _constraints(config, m))
+    assert designs
+    for d in designs:
+        assert d.params["dvfs"] or d.params["dvfs_layer1"] == "nominal"
+        single = evaluate_trial(ctx, config.knob_values(d.params))  # would raise InactiveKnob if inert
+        assert single.metrics == pytest.approx(d.metrics)
