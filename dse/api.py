@@ -10,7 +10,7 @@
     study.write_outputs()                          # trials.csv, pareto.csv, hypervolume.csv, plots/
     exported = study.export(pick="knee", out="exports/knee")
     dse.evaluate_export(exported)                  # re-scored from scratch: the trial's metrics
-    dse.deploy(exported)                           # int8 TorchScript, measured
+    dse.deploy(exported)                           # fp32 + int8 ONNX, measured
 
 Every ``dse`` command is a thin call of this module (``dse/cli.py`` only parses and prints).
 Heavy packages (torch, transformers, Optuna, Ray) load inside the calls that need them, so
@@ -317,14 +317,15 @@ def evaluate_export(export: PathLike, *, model: bool = False) -> dict[str, float
 
 
 def deploy(export: PathLike, *, threads: int | None = None, max_rows: int | None = None,
-           glue_dir: PathLike | None = None) -> DeployReport:
-    """Write ``<export>/deploy/`` (fp32 and int8 TorchScript early-exit models, deploy.json) and
-    measure size, accuracy and per-sentence latency on this CPU (``threads`` torch threads,
-    the first ``max_rows`` of the trial's dev rows)."""
+           glue_dir: PathLike | None = None, format: str = "onnx") -> DeployReport:  # noqa: A002
+    """Write ``<export>/deploy/`` (fp32 and int8 early-exit deployables, deploy.json) and measure
+    size, accuracy, agreement with the trial and per-sentence latency on this CPU (the first
+    ``max_rows`` of the trial's dev rows). ``format``: ``"onnx"`` (onnxruntime; latency at 1, 2
+    and 4 threads, or ``threads`` alone) or ``"torchscript"`` (legacy; ``threads`` torch threads)."""
     from dse.artifacts.deploy import deploy_export
 
     return deploy_export(_export_folder(export), threads=threads, max_rows=max_rows,
-                         glue_dir=None if glue_dir is None else os.fspath(glue_dir))
+                         glue_dir=None if glue_dir is None else os.fspath(glue_dir), format=format)
 
 
 def prepare(definition: PathLike | StudyConfig, *,

@@ -252,18 +252,24 @@ def evaluate(
 @app.command("deploy")
 def deploy(
     directory: Annotated[Path, typer.Argument(help="export folder (written by dse export)")],
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="CPU threads (onnx default: measure at 1, 2 and 4)")] = None,
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="first N of the trial's dev rows")] = None,
+    format: Annotated[str, typer.Option(  # noqa: A002
+        "--format", help="onnx (onnxruntime, the deployable) or torchscript (legacy)")] = "onnx",
 ) -> None:
-    """Write DIR/deploy/ (fp32 + int8 TorchScript early-exit models); print size, accuracy, latency."""
-    result = api.deploy(directory, threads=threads, max_rows=max_rows)
-    table = Table(title=f"{result.task}: {result.dev_rows} dev rows, batch 1, {result.threads} threads "
+    """Write DIR/deploy/ (fp32 + int8 early-exit deployables); print size, accuracy, latency."""
+    result = api.deploy(directory, threads=threads, max_rows=max_rows, format=format)
+    table = Table(title=f"{result.task}, {result.format}: {result.dev_rows} dev rows, batch 1 "
                         f"(trial accuracy {result.trial_accuracy:.2f})")
-    for col in ("artifact", "size_mb", "accuracy", "avg_exit_layer", "median_ms", "p95_ms"):
+    thread_counts = list(result.fp32.latency_ms_by_threads)
+    for col in ("artifact", "size_mb", "accuracy", "avg_exit_layer", "same_pred_as_trial", "same_exit_as_trial",
+                *(f"median/p95_ms@{t}" for t in thread_counts)):
         table.add_column(col, justify="right")
     for name, f in (("fp32", result.fp32), ("int8", result.int8)):
         table.add_row(name, f"{f.size_mb:.2f}", f"{f.accuracy:.2f}", f"{f.avg_exit_layer:.2f}",
-                      f"{f.latency_median_ms:.2f}", f"{f.latency_p95_ms:.2f}")
+                      f"{100 * f.trial_agreement:.1f}%", f"{100 * f.exit_agreement:.1f}%",
+                      *(f"{v['median_ms']:.2f}/{v['p95_ms']:.2f}" for v in f.latency_ms_by_threads.values()))
     console.print(table)
     print(json.dumps(result.to_json()))
 

@@ -1,14 +1,27 @@
-"""Quantized deployment check: an exported design as a self-contained int8 TorchScript model for CPU.
+"""Deployment check: an exported design as CPU deployables with real early exit, measured.
 
-``deploy_export(EXPORT_DIR)`` loads ``EXPORT_DIR/model`` and writes ``EXPORT_DIR/deploy/``::
+``deploy_export(EXPORT_DIR, format="onnx")`` (the default) loads ``EXPORT_DIR/model`` and writes
+``EXPORT_DIR/deploy/``::
 
-    model_fp32.pt     TorchScript: the exported early-exit model in fp32
-    model_int8.pt     TorchScript: the same with every nn.Linear dynamically quantized to int8
-                      (torch.ao quantize_dynamic: int8 weights, activations quantized per call)
-                      and every embedding table stored as uint8 with a scale and offset per row
+    onnx_fp32/        the early-exit model as ONNX graphs: embed.onnx, layer_NN.onnx (one encoder
+                      layer and its off-ramp each), runner.json (thresholds, labels) and
+                      early_exit_runner.py, the host exit loop (numpy + onnxruntime only)
+    onnx_int8/        the same, every MatMul/Gemm (off-ramps included) and every embedding table
+                      (Gather) dynamically quantized to int8 by onnxruntime
     deploy.json       inputs/outputs, exit rule, labels, and the measured sizes/accuracy/latency
 
-Both artifacts run with plain torch (``torch.jit.load``; no dse, no transformers):
+See :mod:`dse.artifacts.onnx_export` and :mod:`dse.artifacts.onnx_runner`. Latency is measured
+at 1, 2 and 4 onnxruntime threads (or the one ``threads`` given).
+
+``format="torchscript"`` is the legacy deployable (``torch.jit`` and
+``torch.ao.quantization.quantize_dynamic`` are both deprecated in torch 2.13; it is kept while
+they still run)::
+
+    model_fp32.pt     TorchScript: the exported early-exit model in fp32
+    model_int8.pt     TorchScript: every nn.Linear dynamically quantized to int8 (torch.ao) and
+                      every embedding table stored as uint8 with a scale and offset per row
+
+Both run with plain torch (``torch.jit.load``; no dse, no transformers):
 ``module(input_ids, attention_mask, token_type_ids)`` (int64 ``[b, s]``) returns the exiting
 logits ``[b, labels]`` and the 1-based exit layer ``[b]`` with real early exit (a row stops at
 the first layer whose off-ramp entropy is below that layer's threshold, as in
@@ -16,27 +29,25 @@ the first layer whose off-ramp entropy is below that layer's threshold, as in
 logits ``[layers, b, labels]``. Tokenize with the tokenizer files in ``EXPORT_DIR/model``.
 
 The AdaptivFloat activation fake-quantization of a design models the accelerator's datapath and
-is left out of both artifacts (on CPU, int8 dynamic quantization takes its place), so the fp32
+is left out of every deployable (on CPU, int8 dynamic quantization takes its place), so the fp32
 artifact's accuracy can differ slightly from the trial's; both are reported.
 
 The exit thresholds were chosen on fp32 entropies. int8 activations perturb the intermediate
 off-ramps most (the hidden state they read has one outlier dimension that sets the per-tensor
 activation scale), so with early exit the int8 artifact can lose points it does not lose
 without it: ``benchmarks/deploy_int8_ablation.py`` and docs/outputs-export-deploy.md.
-
-TorchScript because early exit is data-dependent control flow: ``torch.export`` would need it
-rewritten with ``torch.cond``. torch 2.13 marks ``torch.jit`` deprecated but runs it.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +56,10 @@ import torch
 from torch import nn
 
 from dse.artifacts.export import MODEL_DIR
-from dse.artifacts.hf_export import ExportedModel, exported_dev_rows, load_exported_model
+from dse.artifacts.hf_export import ExportedModel, ExportScore, exported_dev_rows, load_exported_model
 from dse.data.metrics import main_metric
 from dse.errors import DSEError
-from dse.io import atomic_write, write_text_atomic
+from dse.io import atomic_folder, atomic_write, write_text_atomic
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.inference import predictions
@@ -58,21 +69,30 @@ __all__ = [
     "DEPLOY_FILE",
     "DEPLOY_TYPE",
     "DEPLOY_VERSION",
+    "FORMATS",
     "FP32_FILE",
     "INT8_FILE",
+    "ONNX_FP32_DIR",
+    "ONNX_INT8_DIR",
+    "ONNX_THREADS",
     "ArtifactFigures",
     "DeployReport",
     "build_torchscript",
     "deploy_export",
     "measure_artifact",
+    "measure_onnx",
 ]
 
 DEPLOY_DIR = "deploy"
 DEPLOY_FILE = "deploy.json"
 FP32_FILE = "model_fp32.pt"
 INT8_FILE = "model_int8.pt"
+ONNX_FP32_DIR = "onnx_fp32"
+ONNX_INT8_DIR = "onnx_int8"
+ONNX_THREADS = (1, 2, 4)
+FORMATS = ("onnx", "torchscript")
 DEPLOY_TYPE = "edgebert-dse.deploy"
-DEPLOY_VERSION = 1
+DEPLOY_VERSION = 2  # 2: format, ONNX folders, agreement with the trial, latency by threads
 WARMUP_ROWS = 10
 
 
@@ -187,10 +207,10 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
     ids = torch.ones(1, s, dtype=torch.long)
     h = torch.zeros(1, s, model.config.hidden_size)
     bias = torch.zeros(1, model.num_heads, s, s)
-    # ignored: tracer warnings about python bools of constants (spans all inf) and torch's
-    # deprecation notice for quantized tensors, which quantize_dynamic still builds on
+    # ignored: only the tracer's notes about Python bools of constants (the spans, all inf here);
+    # torch's deprecation notices for torch.jit and torch.ao are left to Python's filters
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         if int8:  # the embedding tables are most of a small model's bytes: int8 them too
             qconfigs = {nn.Linear: torch.ao.quantization.default_dynamic_qconfig,
                         nn.Embedding: torch.ao.quantization.float_qparams_weight_only_qconfig}
@@ -202,8 +222,7 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
 
 
 def _save(module: torch.jit.ScriptModule, path: Path) -> None:
-    with warnings.catch_warnings(), atomic_write(path, "wb") as fh:  # torch 2.13 marks TorchScript
-        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated; see the module doc
+    with atomic_write(path, "wb") as fh:
         torch.jit.save(module, fh)
 
 
@@ -214,12 +233,16 @@ class ArtifactFigures:
     size_mb: float
     accuracy: float  # points (0-100) of the task's main metric
     avg_exit_layer: float
-    latency_median_ms: float
+    latency_median_ms: float  # at the report's ``threads``
     latency_p95_ms: float
+    trial_agreement: float = math.nan  # fraction of rows predicted as the trial's model predicts them
+    exit_agreement: float = math.nan  # fraction of rows exiting at the trial simulation's exit layer
+    # {"1": {"median_ms": .., "p95_ms": ..}, "2": ..}: the same rows at each thread count measured
+    latency_ms_by_threads: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def measure_artifact(module: torch.jit.ScriptModule, rows: EncodedSet, *, warmup_rows: int = WARMUP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predictions, exit layers and per-sentence latency (ms) of every row, one row at a time."""
+    """Predictions, exit layers and per-sentence latency (ms) of every row, one row at a time (TorchScript)."""
     def inputs(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids = torch.tensor([rows.input_ids[i]])
         return ids, torch.ones_like(ids), torch.tensor([rows.token_type_ids[i]])
@@ -241,6 +264,29 @@ def measure_artifact(module: torch.jit.ScriptModule, rows: EncodedSet, *, warmup
     return predictions(torch.cat(logits)), np.array(exits), np.array(times_ms)
 
 
+def measure_onnx(folder: Path, rows: EncodedSet, *, threads: int, warmup_rows: int = WARMUP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, exit layers and per-sentence latency (ms) of an ONNX deploy folder, one row at a time."""
+    from dse.artifacts.onnx_runner import EarlyExitRunner
+
+    runner = EarlyExitRunner(folder, threads=threads)
+
+    def inputs(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.asarray([rows.input_ids[i]], dtype=np.int64)
+        return ids, np.ones_like(ids), np.asarray([rows.token_type_ids[i]], dtype=np.int64)
+
+    for i in range(min(warmup_rows, len(rows))):
+        runner(*inputs(i))
+    logits, exits, times_ms = [], [], []
+    for i in range(len(rows)):
+        x = inputs(i)
+        start = time.perf_counter()
+        out, layer = runner(*x)
+        times_ms.append((time.perf_counter() - start) * 1e3)
+        logits.append(out)
+        exits.append(int(layer[0]))
+    return predictions(torch.from_numpy(np.concatenate(logits))), np.array(exits), np.array(times_ms)
+
+
 @dataclass(frozen=True)
 class DeployReport:
     """What :func:`deploy_export` wrote and measured."""
@@ -248,16 +294,17 @@ class DeployReport:
     path: Path  # the deploy/ folder
     task: str
     dev_rows: int
-    threads: int
+    threads: int  # the thread count of latency_median_ms / latency_p95_ms
     trial_accuracy: float  # the exported model as the trial scored it (score_exported_model's rule)
     fp32: ArtifactFigures
     int8: ArtifactFigures
     prediction_agreement: float  # fraction of rows where int8 and fp32 artifacts predict the same
+    format: str = "onnx"
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "task": self.task, "dev_rows": self.dev_rows, "threads": self.threads,
-                "trial_accuracy": self.trial_accuracy, "fp32": asdict(self.fp32), "int8": asdict(self.int8),
-                "prediction_agreement": self.prediction_agreement}
+        return {"path": str(self.path), "format": self.format, "task": self.task, "dev_rows": self.dev_rows,
+                "threads": self.threads, "trial_accuracy": self.trial_accuracy, "fp32": asdict(self.fp32),
+                "int8": asdict(self.int8), "prediction_agreement": self.prediction_agreement}
 
 
 def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: int | None) -> EncodedSet:
@@ -265,16 +312,17 @@ def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: in
     return rows if max_rows is None or max_rows >= len(rows) else rows.subset(np.arange(max_rows))
 
 
-def _figures(path: Path, rows: EncodedSet, task: str) -> tuple[ArtifactFigures, np.ndarray]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(path))  # measure what was saved, as a user would load it
-    preds, exits, times_ms = measure_artifact(module, rows)
+def _summarize(size_mb: float, task: str, rows: EncodedSet, trial: ExportScore, preds: np.ndarray,
+               exits: np.ndarray, times_ms: dict[int, np.ndarray]) -> ArtifactFigures:
+    by_threads = {str(t): {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95))}
+                  for t, v in times_ms.items()}
+    head = by_threads[str(next(iter(times_ms)))]
     return ArtifactFigures(
-        size_mb=path.stat().st_size / 1e6, accuracy=100 * main_metric(task, preds, rows.labels),
-        avg_exit_layer=float(exits.mean()), latency_median_ms=float(np.median(times_ms)),
-        latency_p95_ms=float(np.percentile(times_ms, 95)),
-    ), preds
+        size_mb=size_mb, accuracy=100 * main_metric(task, preds, rows.labels), avg_exit_layer=float(exits.mean()),
+        latency_median_ms=head["median_ms"], latency_p95_ms=head["p95_ms"],
+        trial_agreement=float((preds == trial.predictions).mean()),
+        exit_agreement=float((exits == trial.exit_layers).mean()), latency_ms_by_threads=by_threads,
+    )
 
 
 def _model_folder(export_dir: Path) -> Path:
@@ -287,51 +335,100 @@ def _model_folder(export_dir: Path) -> Path:
     return model_dir
 
 
-def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_rows: int | None = None,
-                  glue_dir: str | Path | None = None) -> DeployReport:
-    """Write ``EXPORT_DIR/deploy/`` (fp32 and int8 TorchScript + deploy.json) and measure both.
+def _check_format(format: str) -> None:  # noqa: A002 - the CLI option's name
+    if format not in FORMATS:
+        raise DSEError(f"unknown deploy format {format!r} (choose from {', '.join(FORMATS)})")
+    if format == "onnx":
+        missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise DSEError(f"--format onnx needs {', '.join(missing)}: pip install edgebert-dse (they are dependencies)")
 
-    Accuracy uses the trial's dev rows (the first ``max_rows`` of them if given) and exit rule;
-    latency is per sentence at batch size 1 on this CPU with ``threads`` torch threads.
+
+def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_rows: int | None = None,
+                  glue_dir: str | Path | None = None, format: str = "onnx") -> DeployReport:  # noqa: A002
+    """Write ``EXPORT_DIR/deploy/`` (fp32 and int8 deployables + deploy.json) and measure both.
+
+    ``format``: ``"onnx"`` (per-layer ONNX graphs run by onnxruntime with a host exit loop;
+    latency at 1, 2 and 4 threads, or at ``threads`` alone) or ``"torchscript"`` (legacy; latency
+    at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first ``max_rows`` of
+    them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
     """
+    _check_format(format)
     export_dir = Path(export_dir)
     exported = load_exported_model(_model_folder(export_dir))
     if max_rows is not None and max_rows < 1:
         raise DSEError("--max-rows must be at least 1")
-    if threads is not None:
-        torch.set_num_threads(threads)
     rows = _dev_rows(exported, glue_dir, max_rows)
     task = exported.settings.task
-    trial_accuracy = exported.score(rows).accuracy
+    trial = exported.score(rows)
     out = export_dir / DEPLOY_DIR
     out.mkdir(exist_ok=True)
     figures: dict[str, ArtifactFigures] = {}
     preds: dict[str, np.ndarray] = {}
-    for name, file, int8 in (("fp32", FP32_FILE, False), ("int8", INT8_FILE, True)):
-        _save(build_torchscript(exported.model, exported.thresholds, int8=int8), out / file)
-        figures[name], preds[name] = _figures(out / file, rows, task)
-    report = DeployReport(out, task, len(rows), torch.get_num_threads(), trial_accuracy, figures["fp32"],
-                          figures["int8"], float((preds["fp32"] == preds["int8"]).mean()))
     s = exported.settings
+    if format == "onnx":
+        from dse.artifacts.onnx_export import export_onnx, folder_size_mb, quantize_onnx
+
+        thread_counts = [threads] if threads is not None else list(ONNX_THREADS)
+        folders = {"fp32": out / ONNX_FP32_DIR, "int8": out / ONNX_INT8_DIR}
+        with atomic_folder(folders["fp32"]) as tmp:
+            export_onnx(exported.model, exported.thresholds, tmp, label_names=s.label_names)
+        with atomic_folder(folders["int8"]) as tmp:
+            quantize_onnx(folders["fp32"], tmp)
+        for name, folder in folders.items():
+            times: dict[int, np.ndarray] = {}
+            for t in thread_counts:
+                p, e, times[t] = measure_onnx(folder, rows, threads=t)
+                if t == thread_counts[0]:
+                    preds[name], exits = p, e
+            figures[name] = _summarize(folder_size_mb(folder), task, rows, trial, preds[name], exits, times)
+        report_threads = thread_counts[0]
+        files = {"fp32": f"{ONNX_FP32_DIR}/", "int8": f"{ONNX_INT8_DIR}/", "tokenizer": f"../{MODEL_DIR}"}
+        how = {"format": "ONNX (opset of torch.onnx.export dynamo=True), one graph per layer; run with "
+                         "EarlyExitRunner in early_exit_runner.py (numpy + onnxruntime)",
+               "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq]",
+               "outputs": "runner(...): exiting logits [batch, labels], exit layer (1-based) [batch]; "
+                          "runner.layer_logits(...): [layers, batch, labels]",
+               "int8": "onnxruntime.quantization.quantize_dynamic (QInt8 weights, activations quantized per "
+                       "call) of every MatMul, Gemm and Gather (embedding tables) in every graph"}
+    else:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        report_threads = torch.get_num_threads()
+        for name, file, int8 in (("fp32", FP32_FILE, False), ("int8", INT8_FILE, True)):
+            _save(build_torchscript(exported.model, exported.thresholds, int8=int8), out / file)
+            module = torch.jit.load(str(out / file))  # measure what was saved, as a user would load it
+            preds[name], exits, times_ms = measure_artifact(module, rows)
+            figures[name] = _summarize((out / file).stat().st_size / 1e6, task, rows, trial, preds[name], exits,
+                                       {report_threads: times_ms})
+        files = {"fp32": FP32_FILE, "int8": INT8_FILE, "tokenizer": f"../{MODEL_DIR}"}
+        how = {"format": f"TorchScript (torch {torch.__version__}; legacy: torch.jit is deprecated); "
+                         "torch.jit.load(path); measured and best run under torch.jit.optimized_execution(False)",
+               "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq]",
+               "outputs": "forward: exiting logits [batch, labels], exit layer (1-based) [batch]; "
+                          "layer_logits: [layers, batch, labels]",
+               "int8": "torch.ao.quantization.quantize_dynamic (deprecated): every nn.Linear (qint8 weights, "
+                       "activations quantized per call) and every nn.Embedding (uint8 rows, scale and offset per row)"}
+    report = DeployReport(out, task, len(rows), report_threads, trial.accuracy, figures["fp32"], figures["int8"],
+                          float((preds["fp32"] == preds["int8"]).mean()), format)
     meta = {"_type": DEPLOY_TYPE, "_version": DEPLOY_VERSION, "_data": {
-        "files": {"fp32": FP32_FILE, "int8": INT8_FILE, "tokenizer": f"../{MODEL_DIR}"},
-        "format": f"TorchScript (torch {torch.__version__}); torch.jit.load(path); measured and best run "
-                  "under torch.jit.optimized_execution(False) (varied sequence lengths)",
-        "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq]",
-        "outputs": "forward: exiting logits [batch, labels], exit layer (1-based) [batch]; "
-                   "layer_logits: [layers, batch, labels]",
-        "int8": "torch.ao.quantization.quantize_dynamic: every nn.Linear (qint8 weights, activations "
-                "quantized per call) and every nn.Embedding (uint8 rows, float scale and offset per row)",
+        "files": files, **how,
         "task": task, "label_names": s.label_names, "max_seq_length": s.max_seq_length,
         "exit_rule": s.exit_rule, "entropy_thresholds_nats": s.entropy_thresholds_nats,
-        "measured": {**report.to_json(), "path": None, "machine": _machine()},
+        "measured": {**report.to_json(), "path": None, "machine": _machine(format)},
     }}
     write_text_atomic(out / DEPLOY_FILE, json.dumps(meta, indent=2) + "\n")
     return report
 
 
-def _machine() -> dict[str, Any]:
+def _machine(format: str) -> dict[str, Any]:  # noqa: A002
     import platform
 
-    return {"arch": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "quantized_engine": torch.backends.quantized.engine}
+    info: dict[str, Any] = {"arch": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    if format == "onnx":
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    else:
+        info["quantized_engine"] = torch.backends.quantized.engine
+    return info

@@ -1,0 +1,161 @@
+"""An early-exit model as per-layer ONNX graphs (fp32), and their onnxruntime int8 quantization.
+
+``export_onnx(model, thresholds, folder)`` writes ``embed.onnx``, ``layer_NN.onnx`` (one per
+encoder layer: that layer followed by its off-ramp, exported from the modules' own forward code
+with ``torch.onnx.export(dynamo=True)``, batch and sequence length dynamic), ``runner.json`` and
+a copy of :mod:`dse.artifacts.onnx_runner` (``early_exit_runner.py``), which runs the folder with
+onnxruntime and does the exit loop on the host. ``quantize_onnx(src, dst)`` writes the same
+folder with every graph dynamically quantized by onnxruntime: int8 weights for every MatMul/Gemm
+(attention, feed-forward, pooler and classifier of every off-ramp) and every embedding table
+(Gather), activations quantized per call.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from dse.artifacts import onnx_runner
+from dse.modeling.early_exit import EarlyExitModel
+
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "export_onnx", "folder_size_mb", "layer_file", "quantize_onnx"]
+
+EMBED_FILE = "embed.onnx"
+RUNNER_FILE = "early_exit_runner.py"
+QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]
+
+
+def layer_file(index: int) -> str:
+    return f"layer_{index + 1:02d}.onnx"
+
+
+class _Embed(nn.Module):
+    """``(input_ids, token_type_ids) -> hidden [b, s, H]``: the model's own embedding step."""
+
+    def __init__(self, model: EarlyExitModel) -> None:
+        super().__init__()
+        self.backbone = model.backbone.embeddings  # registered: the tables become initializers
+        if model.config.model_type == "albert":
+            self.mapping = model.backbone.encoder.embedding_hidden_mapping_in
+        self.__dict__["_model"] = model  # unregistered: only what _embed reads is exported
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.__dict__["_model"]._embed(input_ids, token_type_ids)
+
+
+class _Stage(nn.Module):
+    """``(hidden, attention_mask) -> (hidden', logits)``: layer ``index`` and its off-ramp.
+
+    The padding and attention-span bias is built in the graph from the mask (the span per head
+    is a constant of the graph); the layer and the off-ramp are the model's own forward code.
+    """
+
+    def __init__(self, model: EarlyExitModel, index: int, spans: torch.Tensor) -> None:
+        super().__init__()
+        self.mods = nn.ModuleList(model._layer_modules(index))
+        self.ramp = model.off_ramps[index]
+        self.register_buffer("spans", spans.float().clone())  # [heads]; inf = unlimited
+        self.__dict__["_model"] = model
+        self.index = index
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        low = torch.finfo(torch.float32).min
+        s = hidden.shape[1]
+        pad = torch.zeros(attention_mask.shape, dtype=torch.float32).masked_fill(attention_mask == 0, low)
+        pos = torch.arange(s)
+        dist = (pos[:, None] - pos[None, :]).abs().float()
+        span = torch.zeros(dist.shape, dtype=torch.float32)[None].masked_fill(
+            dist[None] > self.spans[:, None, None], low)  # [heads, s, s]
+        bias = (pad[:, None, None, :] + span[None]).clamp(min=low)
+        h = self.__dict__["_model"]._run_layer(self.index, hidden, bias)
+        return h, self.ramp(h[:, 0]).float()
+
+
+def _plain_copy(model: EarlyExitModel) -> EarlyExitModel:
+    """An eval copy without AdaptivFloat activation hooks, whose layers take the bias as given."""
+    model = copy.deepcopy(model).eval()
+    for handle in getattr(model, "activation_quantizers", []):  # accelerator datapath, not CPU arithmetic
+        handle.remove()
+    model.activation_quantizers = []
+    # The stage builds padding + span bias itself; the model's own span mask branches on the
+    # sequence length in Python, which a graph with a dynamic length cannot hold.
+    model.__dict__["_span_masks"] = lambda index, name, s, pad_bias: (pad_bias, None)
+    return model
+
+
+def _save_graph(module: nn.Module, args: tuple[torch.Tensor, ...], names: tuple[list[str], list[str]],
+                dynamic: dict[str, dict[int, Any]], path: Path) -> None:
+    module.eval()
+    program = torch.onnx.export(module, args, input_names=names[0], output_names=names[1],
+                                dynamic_shapes=dynamic, dynamo=True, verbose=False)
+    proto = program.model_proto
+    proto.graph.ClearField("value_info")  # stale intermediate shapes trip onnxruntime's quantizer
+    for node in proto.graph.node:  # source stack traces per node: most of a small graph's bytes
+        node.ClearField("metadata_props")
+        node.ClearField("doc_string")
+    onnx.save(proto, str(path))
+
+
+@torch.no_grad()
+def export_onnx(model: EarlyExitModel, thresholds: torch.Tensor, folder: Path, *,
+                label_names: list[str] | None = None) -> Path:
+    """Write the fp32 per-layer graphs of ``model`` with their runner into ``folder`` (not modified: a copy)."""
+    spans = model.spans.clone()
+    model = _plain_copy(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=4096)
+    ids = torch.ones(2, 8, dtype=torch.long)
+    _save_graph(_Embed(model), (ids, torch.zeros_like(ids)), (["input_ids", "token_type_ids"], ["hidden"]),
+                {"input_ids": {0: batch, 1: seq}, "token_type_ids": {0: batch, 1: seq}}, folder / EMBED_FILE)
+    h = torch.zeros(2, 8, model.config.hidden_size)
+    mask = torch.ones(2, 8, dtype=torch.long)
+    for index in range(model.num_layers):
+        _save_graph(_Stage(model, index, spans[index]), (h, mask), (["hidden", "attention_mask"], ["hidden_out", "logits"]),
+                    {"hidden": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}, folder / layer_file(index))
+    _write_runner(folder, thresholds, model.num_labels, label_names)
+    return folder
+
+
+def _write_runner(folder: Path, thresholds: torch.Tensor, num_labels: int, label_names: list[str] | None) -> None:
+    layers = [layer_file(i) for i in range(len(thresholds))]
+    meta = {"embed": EMBED_FILE, "layers": layers, "num_labels": num_labels, "label_names": label_names or [],
+            "entropy_thresholds_nats": [float(t) for t in thresholds],
+            "exit_rule": "a row exits after the first layer whose off-ramp softmax entropy (nats) is strictly "
+                         "below that layer's threshold; the last layer always exits"}
+    (folder / onnx_runner.MANIFEST_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.copyfile(onnx_runner.__file__, folder / RUNNER_FILE)
+
+
+def quantize_onnx(src: Path, dst: Path) -> Path:
+    """Write ``dst``: every graph of ``src`` dynamically quantized to int8 by onnxruntime."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    meta = json.loads((src / onnx_runner.MANIFEST_FILE).read_text())
+    dst.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a "consider pre-processing" hint per graph
+    try:
+        for name in (meta["embed"], *meta["layers"]):
+            # EnableSubgraph: graphs inside control-flow nodes are quantized too (none today)
+            quantize_dynamic(src / name, dst / name, weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
+                             extra_options={"EnableSubgraph": True})
+    finally:
+        root.setLevel(level)
+    shutil.copyfile(src / onnx_runner.MANIFEST_FILE, dst / onnx_runner.MANIFEST_FILE)
+    shutil.copyfile(src / RUNNER_FILE, dst / RUNNER_FILE)
+    return dst
+
+
+def folder_size_mb(folder: Path) -> float:
+    """Bytes of the graphs in ``folder`` (MB)."""
+    return sum(p.stat().st_size for p in folder.glob("*.onnx")) / 1e6
+

@@ -1,0 +1,130 @@
+"""Per-layer ONNX graphs of an early-exit model, their int8 quantization and the host exit loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dse.artifacts.onnx_export import EMBED_FILE, RUNNER_FILE, export_onnx, folder_size_mb, layer_file, quantize_onnx
+from dse.artifacts.onnx_runner import EarlyExitRunner, entropy_nats
+from dse.compression.apply import compress
+from dse.modeling.early_exit import EarlyExitModel, entropy, simulate_early_exit
+from tests.conftest import tiny_backbone
+from dse.modeling.inference import dev_layer_logits
+from tests.dse.artifacts.test_hf_export import SPEC, encoded, texts, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A compressed tiny BERT (50 % pruning, 4-token spans) exported once, fp32 and int8."""
+    model, _ = compress(EarlyExitModel(tiny_backbone("bert"), num_labels=2).eval(), SPEC)
+    model.eval()
+    rows = encoded(tiny_tokenizer(), texts(30))
+    thresholds = _between_rows(model, rows)
+    out = tmp_path_factory.mktemp("onnx")
+    export_onnx(model, thresholds, out / "fp32", label_names=["negative", "positive"])
+    quantize_onnx(out / "fp32", out / "int8")
+    return model, rows, thresholds, out
+
+
+def _between_rows(model: EarlyExitModel, rows) -> torch.Tensor:  # noqa: ANN001
+    """Per-layer thresholds halfway between two rows' entropies near the median, so that no row
+    sits on a threshold (the compressed tiny model gives many rows the same entropy)."""
+    ent = entropy(dev_layer_logits(model, rows, pad_id=0))  # [layers, rows]
+    out = []
+    for layer in ent:
+        values = torch.unique(layer)  # sorted
+        k = max(1, len(values) // 2)
+        out.append(float(values[k - 1] + values[k]) / 2 if len(values) > 1 else float(values[0]) + 1e-3)
+    return torch.tensor(out)
+
+
+def _x(ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.asarray([ids], dtype=np.int64)
+    return x, np.ones_like(x), np.zeros_like(x)
+
+
+def test_fp32_graphs_compute_what_the_model_computes(deployed) -> None:  # noqa: ANN001
+    model, rows, thresholds, out = deployed
+    runner = EarlyExitRunner(out / "fp32")
+    for ids in rows.input_ids:  # varied lengths: the graphs keep the sequence length dynamic
+        x = _x(ids)
+        with torch.no_grad():
+            expected = model(*(torch.from_numpy(a) for a in x)).numpy()
+        np.testing.assert_allclose(runner.layer_logits(*x), expected, atol=1e-5)
+
+
+def test_host_exit_loop_matches_the_simulated_exit_layers(deployed) -> None:  # noqa: ANN001
+    model, rows, thresholds, out = deployed
+    runner = EarlyExitRunner(out / "fp32")
+    width = max(len(r) for r in rows.input_ids)
+    ids = np.asarray([r + [0] * (width - len(r)) for r in rows.input_ids], dtype=np.int64)
+    mask = (np.arange(width)[None] < np.asarray([len(r) for r in rows.input_ids])[:, None]).astype(np.int64)
+    logits, layers = runner(ids, mask, np.zeros_like(ids))  # one padded batch; rows leave it as they exit
+    with torch.no_grad():
+        per_layer = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.zeros(ids.shape, dtype=torch.long))
+    want_logits, want_layers = simulate_early_exit(per_layer, thresholds)
+    assert np.array_equal(layers, want_layers.numpy())
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-5)
+    assert len(set(layers.tolist())) > 1  # rows really exit at different layers
+
+
+def test_int8_quantizes_every_matmul_and_table_and_stays_close(deployed) -> None:  # noqa: ANN001
+    model, rows, thresholds, out = deployed
+    for name in (EMBED_FILE, *(layer_file(i) for i in range(model.num_layers))):
+        ops = {n.op_type for n in onnx.load(str(out / "int8" / name)).graph.node}
+        assert "MatMul" not in ops or "MatMulInteger" in ops
+        assert "Gemm" not in ops  # off-ramp pooler and classifier too
+        if name == EMBED_FILE:  # the tables are 8-bit initializers (onnxruntime stores Gather data as uint8)
+            tables = [t for t in onnx.load(str(out / "int8" / name)).graph.initializer
+                      if len(t.dims) == 2 and t.data_type != onnx.TensorProto.INT64]  # not position_ids
+            assert len(tables) == 3 and all(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for t in tables)
+        else:
+            assert "MatMulInteger" in ops
+    assert folder_size_mb(out / "int8") < 0.75 * folder_size_mb(out / "fp32")  # tiny: graph structure weighs
+
+    def weight_bytes(folder: Path) -> int:
+        return sum(len(t.raw_data) for f in folder.glob("*.onnx") for t in onnx.load(str(f)).graph.initializer)
+
+    assert weight_bytes(out / "int8") < 0.4 * weight_bytes(out / "fp32")
+    fp32, int8 = EarlyExitRunner(out / "fp32"), EarlyExitRunner(out / "int8")
+    clear = 0
+    for ids in rows.input_ids:
+        x = _x(ids)
+        want, got = fp32.layer_logits(*x), int8.layer_logits(*x)
+        assert np.abs(got - want).max() < 0.05  # int8 weights, activations per call: small error
+        # the random model's classes are near-ties: compare predictions where fp32 is not one
+        margin = np.abs(want[..., 0] - want[..., 1]) > 0.1
+        assert np.array_equal(got.argmax(-1)[margin], want.argmax(-1)[margin])
+        clear += int(margin.sum())
+        assert 1 <= int(int8(*x)[1][0]) <= 3
+    assert clear >= 10
+
+
+def test_the_folder_runs_with_numpy_and_onnxruntime_alone(deployed, tmp_path: Path) -> None:  # noqa: ANN001
+    _, _, _, out = deployed
+    script = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(out / 'int8')!r})\n"
+        "from early_exit_runner import EarlyExitRunner\n"
+        f"r = EarlyExitRunner({str(out / 'int8')!r}, threads=1)\n"
+        "ids = np.array([[2, 10, 11, 12, 3]])\n"
+        "logits, layer = r(ids, np.ones_like(ids))\n"
+        "print(logits.shape, int(layer[0]), r.label_names)\n"
+        "assert not [k for k in sys.modules if k in ('torch', 'dse', 'transformers') or k.startswith('dse.')]\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "(1, 2)" in run.stdout and "['negative', 'positive']" in run.stdout
+    assert (out / "int8" / RUNNER_FILE).read_text() == (out / "fp32" / RUNNER_FILE).read_text()
+
+
+def test_entropy_matches_the_models() -> None:
+    logits = torch.randn(50, 3) * 4
+    np.testing.assert_allclose(entropy_nats(logits.numpy()), entropy(logits).numpy(), atol=1e-6)
