@@ -1,4 +1,4 @@
-"""Quantized deployment: fp32/int8 TorchScript early-exit models that run with plain torch."""
+"""Deployment: fp32/int8 ONNX early-exit deployables (onnxruntime), and the legacy TorchScript ones."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from dse.artifacts.deploy import DEPLOY_DIR, DEPLOY_FILE, FP32_FILE, INT8_FILE, build_torchscript, deploy_export
+from dse.artifacts.deploy import (
+    DEPLOY_DIR,
+    DEPLOY_FILE,
+    FP32_FILE,
+    INT8_FILE,
+    ONNX_FP32_DIR,
+    ONNX_INT8_DIR,
+    build_torchscript,
+    deploy_export,
+)
 from dse.artifacts.export import MODEL_DIR
 from dse.compression.apply import compress
 from dse.errors import DSEError
@@ -82,10 +91,32 @@ def _glue(tmp_path: Path) -> Path:
     return tmp_path / "glue"
 
 
+def test_deploy_onnx_writes_measured_fp32_and_int8_folders(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
+    rows = encoded(tiny_tokenizer(), texts(30))
+    export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
+    report = deploy_export(tmp_path / "knee", glue_dir=_glue(tmp_path), max_rows=6)  # format onnx: the default
+    out = tmp_path / "knee" / DEPLOY_DIR
+    assert report.format == "onnx" and report.dev_rows == 6 and report.threads == 1
+    assert 0 < report.int8.size_mb < report.fp32.size_mb
+    # no activation quantization in SPEC: the fp32 graphs are the trial's model and exit rule
+    assert report.fp32.accuracy == pytest.approx(report.trial_accuracy)
+    assert report.fp32.trial_agreement == 1.0 and report.fp32.exit_agreement >= 5 / 6  # the median row may tip
+    for f in (report.fp32, report.int8):
+        assert list(f.latency_ms_by_threads) == ["1", "2", "4"]
+        assert all(0 < v["median_ms"] <= v["p95_ms"] for v in f.latency_ms_by_threads.values())
+        assert f.latency_median_ms == f.latency_ms_by_threads["1"]["median_ms"] and 1 <= f.avg_exit_layer <= 3
+    for name in (ONNX_FP32_DIR, ONNX_INT8_DIR):
+        assert {"embed.onnx", "layer_01.onnx", "layer_03.onnx", "runner.json", "early_exit_runner.py"} <= {
+            p.name for p in (out / name).iterdir()}
+    meta = json.loads((out / DEPLOY_FILE).read_text())["_data"]
+    assert meta["files"]["int8"] == f"{ONNX_INT8_DIR}/" and "onnxruntime" in meta["measured"]["machine"]
+    assert not list(out.glob("*.pt"))
+
+
 def test_deploy_writes_artifacts_that_load_without_dse(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
     rows = encoded(tiny_tokenizer(), texts(30))
     export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
-    report = deploy_export(tmp_path / "knee", threads=1, glue_dir=_glue(tmp_path))
+    report = deploy_export(tmp_path / "knee", threads=1, glue_dir=_glue(tmp_path), format="torchscript")
     out = tmp_path / "knee" / DEPLOY_DIR
     assert report.path == out and report.dev_rows == 10  # the export's dev_subset
     assert report.fp32.size_mb > 0 and 0 < report.int8.size_mb < report.fp32.size_mb
@@ -116,7 +147,7 @@ def test_deploy_writes_artifacts_that_load_without_dse(compressed_bert: EarlyExi
 def test_deploy_measures_the_first_max_rows(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
     rows = encoded(tiny_tokenizer(), texts(30))
     export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
-    report = deploy_export(tmp_path / "knee", threads=1, max_rows=4, glue_dir=_glue(tmp_path))
+    report = deploy_export(tmp_path / "knee", threads=1, max_rows=4, glue_dir=_glue(tmp_path), format="torchscript")
     assert report.dev_rows == 4  # of the export's 10
     assert json.loads((report.path / DEPLOY_FILE).read_text())["_data"]["measured"]["dev_rows"] == 4
 
@@ -124,13 +155,14 @@ def test_deploy_measures_the_first_max_rows(compressed_bert: EarlyExitModel, tmp
 @pytest.mark.parametrize(("case", "message"), [
     ("missing", "no such export folder"),
     ("empty", "not a design export folder (no model/config.json"),
+    ("format", "unknown deploy format 'tflite' (choose from onnx, torchscript)"),
 ])
 def test_bad_folders_are_one_line_errors(case: str, message: str, tmp_path: Path) -> None:
     folder = tmp_path / "x"
     if case == "empty":
         folder.mkdir()
-    with pytest.raises(DSEError, match=message.replace("(", r"\(")) as info:
-        deploy_export(folder)
+    with pytest.raises(DSEError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        deploy_export(folder, format="tflite" if case == "format" else "onnx")
     assert "\n" not in str(info.value)
 
 
