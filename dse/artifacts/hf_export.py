@@ -5,19 +5,26 @@ Folder layout (``model/`` inside a design export)::
     config.json            the backbone's HF config plus an ``edgebert`` section (see ModelSettings):
                            task and labels, max_seq_length, the entropy exit rule and thresholds,
                            attention spans, compression knobs, the dev rows the trial was scored on
-    model.safetensors      backbone weights exactly as the trial evaluated them: pruning masks
-                           baked in (zeros), AdaptivFloat-rounded values
+    model.safetensors      a ``*ForSequenceClassification`` checkpoint: the backbone weights exactly
+                           as the trial evaluated them (pruning masks baked in, AdaptivFloat-rounded
+                           values) with the final off-ramp as its pooler and classifier
     off_ramps.safetensors  the off-ramp after every layer (pooler + classifier), rounded likewise
     tokenizer files        the study model's tokenizer
+    README.md              the model card: the design, its figures, its knobs, the dataset
 
-``transformers.AutoModel.from_pretrained(folder)`` loads the (compressed) backbone with plain
-transformers; :func:`load_exported_model` gives back our early-exit model with its spans and
-thresholds, and :func:`score_exported_model` re-scores it on the task's dev rows with the same
-rows, batching and exit rule as the trial evaluation, so it reproduces the trial's accuracy.
+Plain transformers runs the full-depth model: ``AutoModelForSequenceClassification``
+``.from_pretrained(folder)`` and ``pipeline("text-classification", model=folder)`` (no early exit,
+no attention-span masks, no activation quantization: those are ours); ``AutoModel`` loads the
+backbone. When the final off-ramp is not a pooler + classifier that HF's head computes
+identically, the checkpoint is the bare backbone instead and the model card says so.
+:func:`load_exported_model` gives back our early-exit model with its spans and thresholds, and
+:func:`score_exported_model` re-scores it on the task's dev rows with the same rows, batching and
+exit rule as the trial evaluation, so it reproduces the trial's accuracy.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -29,7 +36,8 @@ import numpy as np
 import safetensors.torch
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
-from transformers import PreTrainedTokenizerBase
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from dse.artifacts.reading import EXPORT_AGAIN, read_export_file
@@ -47,6 +55,7 @@ from dse.modeling.loading import load_backbone, load_tokenizer
 
 __all__ = [
     "CONFIG_KEY",
+    "MODEL_CARD_FILE",
     "MODEL_TYPE",
     "MODEL_VERSION",
     "OFF_RAMPS_FILE",
@@ -56,6 +65,7 @@ __all__ = [
     "ModelSettings",
     "exported_dev_rows",
     "load_exported_model",
+    "model_card",
     "save_exported_model",
     "score_exported_model",
 ]
@@ -64,6 +74,7 @@ CONFIG_KEY = "edgebert"  # the section of config.json holding our settings
 MODEL_TYPE = "edgebert-dse.model"
 MODEL_VERSION = 1
 OFF_RAMPS_FILE = "off_ramps.safetensors"
+MODEL_CARD_FILE = "README.md"
 EXIT_RULE = "entropy_below_threshold"
 
 
@@ -183,8 +194,9 @@ def save_exported_model(model: EarlyExitModel, tokenizer: PreTrainedTokenizerBas
     if folder.exists() and not folder.is_dir():
         raise DSEError(f"{folder} exists and is not a folder")
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the CLI's output
+    head = _sequence_classifier(model, spec.label_names)
     with atomic_folder(folder) as tmp:  # replaced as a whole: a reader never sees half a model
-        model.backbone.save_pretrained(tmp)
+        (head if head is not None else model.backbone).save_pretrained(tmp)
         safetensors.torch.save_file({k: v.contiguous() for k, v in model.off_ramps.state_dict().items()},
                                     str(tmp / OFF_RAMPS_FILE))
         tokenizer.save_pretrained(tmp)
@@ -196,8 +208,124 @@ def save_exported_model(model: EarlyExitModel, tokenizer: PreTrainedTokenizerBas
             config["label2id"] = {name: i for i, name in enumerate(spec.label_names)}
         config[CONFIG_KEY] = settings.to_json()
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / MODEL_CARD_FILE).write_text(model_card(settings, config, hf_head=head is not None))
         _normal_permissions(tmp)
     return folder
+
+
+@torch.no_grad()
+def _sequence_classifier(model: EarlyExitModel, label_names: tuple[str, ...] | list[str]) -> PreTrainedModel | None:
+    """The backbone as HF's ``*ForSequenceClassification`` with the final off-ramp as its head,
+    or None when HF's head would not compute what the final off-ramp computes (checked on
+    random [CLS] vectors, so a changed off-ramp design falls back instead of being misexported)."""
+    from transformers import AutoModelForSequenceClassification
+
+    ramp = model.off_ramps[-1]
+    config = copy.deepcopy(model.config)
+    config.num_labels = model.num_labels
+    if label_names:
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
+    head = AutoModelForSequenceClassification.from_config(config).eval()
+    base = head.base_model
+    pooler = getattr(base, "pooler", None)
+    dense = getattr(pooler, "dense", pooler)
+    ramp_pooler, classifier = getattr(ramp, "pooler", None), getattr(ramp, "classifier", None)
+    if not (isinstance(dense, nn.Linear) and isinstance(ramp_pooler, nn.Linear)
+            and isinstance(classifier, nn.Linear) and isinstance(getattr(head, "classifier", None), nn.Linear)):
+        return None
+    try:
+        base.load_state_dict(model.backbone.state_dict(), strict=False)
+        dense.load_state_dict(ramp_pooler.state_dict())
+        head.classifier.load_state_dict(classifier.state_dict())
+    except RuntimeError:
+        return None
+    was_training = ramp.training
+    ramp.eval()
+    cls = torch.randn(16, config.hidden_size, generator=torch.Generator().manual_seed(0)) * 2
+    want = ramp(cls).float()
+    ramp.train(was_training)
+    got = head.classifier(torch.tanh(dense(cls)))
+    if want.shape != got.shape or not torch.allclose(want, got, atol=1e-5, rtol=1e-4):
+        return None
+    return head
+
+
+def model_card(settings: ModelSettings, config: dict[str, Any], *, hf_head: bool) -> str:
+    """``README.md`` of an exported model: the design, its figures, its knobs, the dataset."""
+    d, c, rows = settings.design, settings.compression, settings.dev_rows
+    arch = config.get("architectures") or [config.get("model_type", "?")]
+    metrics = d.get("metrics") or {}
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        f"base_model_type: {config.get('model_type', 'unknown')}",
+        "tags: [edgebert-dse, early-exit, pruned]",
+        "---",
+        "",
+        f"# EdgeBERT-style early-exit {config.get('model_type', '')} for GLUE {settings.task}",
+        "",
+        f"Exported by edgebert-dse from study `{d.get('study', '?')}`, trial {d.get('trial', '?')}"
+        f" (definition hash `{d.get('config_hash', '?')}`). Architecture: `{arch[0]}`, "
+        f"{config.get('num_hidden_layers', '?')} layers, hidden size {config.get('hidden_size', '?')}; "
+        f"labels: {', '.join(settings.label_names) or 'regression'}.",
+        "",
+        "## Use",
+        "",
+    ]
+    if hf_head:
+        lines += [
+            "Full depth (the last layer's off-ramp) with plain transformers:",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            'clf = pipeline("text-classification", model="PATH/TO/THIS/FOLDER")',
+            "```",
+            "",
+            "or `AutoModelForSequenceClassification.from_pretrained(...)`. That runs every layer, without "
+            "the design's attention-span masks and activation quantization, so its figures can differ "
+            "from the design's.",
+        ]
+    else:
+        lines += ["The final off-ramp is not a pooler + classifier that transformers' sequence-classification "
+                  "head computes, so `model.safetensors` is the bare backbone (`AutoModel`)."]
+    lines += [
+        "",
+        "Early exit (rows stop at the first layer whose off-ramp entropy is below its threshold) with "
+        "edgebert-dse:",
+        "",
+        "```python",
+        "from dse.artifacts.hf_export import load_exported_model",
+        'model = load_exported_model("PATH/TO/THIS/FOLDER")',
+        'labels, exit_layers = model.predict(["a sentence"])',
+        "```",
+        "",
+        "`dse deploy` of the export folder writes fp32 and int8 ONNX deployables and measures them.",
+        "",
+        "## Figures (the trial's, on the dev rows below)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in metrics.items()),
+        *(f"| {k} (achieved) | {v} |" for k, v in settings.achieved.items()),
+        "",
+        "## Knobs",
+        "",
+        "| knob | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in sorted(c.items())),
+        f"| entropy exit thresholds (nats, per layer) | {settings.entropy_thresholds_nats} |",
+        f"| attention spans (tokens, per layer and head; null = unlimited) | {settings.attention_spans_tokens} |",
+        "",
+        "## Dataset",
+        "",
+        f"GLUE {settings.task} (max sequence length {settings.max_seq_length}); scored on the dev split"
+        + (f", a seeded subset of {rows.dev_subset} rows (seed {rows.seed})" if rows.dev_subset else ", all rows")
+        + (f"; fine-tuned on {rows.train_from_dev:.0%} of dev" if rows.train_from_dev else "") + ".",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _normal_permissions(folder: Path) -> None:

@@ -122,7 +122,8 @@ def test_backbone_loads_with_plain_transformers(compressed, tmp_path: Path) -> N
     folder = export(compressed, tmp_path / "model", 0.3)
     backbone = AutoModel.from_pretrained(folder)
     for name, value in backbone.state_dict().items():
-        assert torch.equal(value, compressed.backbone.state_dict()[name]), name
+        if not name.startswith("pooler."):  # the saved pooler is the final off-ramp's (HF-native head)
+            assert torch.equal(value, compressed.backbone.state_dict()[name]), name
     config = json.loads((folder / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"} and config["finetuning_task"] == "sst2"
 
@@ -218,3 +219,36 @@ def test_round_trip_reattaches_activation_quantization(tiny_model, tmp_path: Pat
     assert torch.equal(loaded.layer_logits(rows), expected)
     plain, _ = compress(tiny_model, CompressionSpec(encoder_pruning=0.3, weight_bits=8, weight_exp_bits=3))
     assert not torch.equal(dev_layer_logits(plain, rows, pad_id=0), expected)  # the hooks really act
+
+
+def test_hf_native_sequence_classifier_and_pipeline_run_the_full_depth_model(tiny_model, tmp_path: Path) -> None:  # noqa: ANN001
+    """BERT and ALBERT: the final off-ramp is HF's pooler + classifier; no spans, so exact."""
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    spec = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.25, weight_bits=6, weight_exp_bits=3)
+    model, _ = compress(tiny_model, spec)
+    rows = encoded(tiny_tokenizer(), texts(8))
+    folder = export(model.eval(), tmp_path / "model", 0.3)
+    hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert hf.config.id2label == {0: "negative", 1: "positive"}
+    for ids in rows.input_ids:
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            want = model(x, torch.ones_like(x), torch.zeros_like(x))[-1]
+            got = hf(input_ids=x, attention_mask=torch.ones_like(x)).logits
+        assert torch.allclose(got, want, atol=1e-5)
+    clf = pipeline("text-classification", model=str(folder))
+    out = clf(texts(3))
+    assert [o["label"] for o in out] and {o["label"] for o in out} <= {"negative", "positive"}
+    card = (folder / "README.md").read_text()
+    assert "pipeline(\"text-classification\"" in card and "sst2" in card and "encoder_pruning | 0.5" in card
+    assert "| trial | " not in card and "study `tiny`, trial 3" in card
+
+
+def test_a_non_standard_final_off_ramp_falls_back_to_the_bare_backbone(compressed, tmp_path: Path) -> None:  # noqa: ANN001
+    compressed.off_ramps[-1].forward = lambda cls: compressed.off_ramps[-1].classifier(cls)  # no pooler
+    folder = export(compressed, tmp_path / "model", 0.3)
+    config = json.loads((folder / "config.json").read_text())
+    assert not any(a.endswith("ForSequenceClassification") for a in config["architectures"])
+    assert "bare backbone" in (folder / "README.md").read_text()
+    assert load_exported_model(folder).model.num_layers == compressed.num_layers
