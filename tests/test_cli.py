@@ -109,7 +109,7 @@ def test_export_reevaluates_to_the_same_figures(smoke_study, tmp_path: Path) -> 
             assert metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
 
     # the Hugging Face folder alone reproduces the trial's accuracy on the same dev rows
-    assert {"config.json", "model.safetensors", "off_ramps.safetensors", "tokenizer.json"} <= {
+    assert {"config.json", "model.safetensors", "off_ramps.safetensors", "tokenizer.json", "README.md"} <= {
         p.name for p in (out / "model").iterdir()}
     scored = dse("evaluate", str(out), "--model", env=env)
     assert scored.returncode == 0, scored.stderr

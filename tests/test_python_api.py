@@ -83,7 +83,8 @@ def test_smoke_study_through_import_dse(shared_cache_dir: Path, tmp_path: Path, 
     score = dse.evaluate_export(exported, model=True)
     assert score["accuracy"] == record["metrics"]["accuracy"] and score["dev_rows"] == 200
     assert deployed.dev_rows == 20 and 0 < deployed.int8.size_mb < deployed.fp32.size_mb
-    assert {"model_fp32.pt", "model_int8.pt", "deploy.json"} <= {p.name for p in (exported.path / "deploy").iterdir()}
+    assert deployed.format == "onnx" and list(deployed.int8.latency_ms_by_threads) == ["1"]
+    assert {"onnx_fp32", "onnx_int8", "deploy.json"} <= {p.name for p in (exported.path / "deploy").iterdir()}
 
     # an opened study reads the same
     reopened = dse.Study.open(study.path)
