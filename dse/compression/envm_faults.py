@@ -115,10 +115,10 @@ def inject_table_faults(tables: dict[str, nn.Embedding], fmt: AdaptivFloatFormat
     for emb in tables.values():
         weight = emb.weight
         bias = exponent_bias(weight, fmt)
-        codes = encode(weight, fmt, bias=bias).numpy()
+        codes = encode(weight, fmt, bias=bias).cpu().numpy()  # the fault model is numpy: same faults on any device
         new, count = inject_code_faults(codes, code_bits=fmt.total_bits, cell_bits=width,
                                         error_prob=error_prob, rng=rng)
         faulty += count
         if count:
-            weight.copy_(decode(torch.from_numpy(new), fmt, bias=bias, dtype=weight.dtype))
+            weight.copy_(decode(torch.from_numpy(new).to(weight.device), fmt, bias=bias, dtype=weight.dtype))
     return faulty

@@ -17,6 +17,7 @@ from torch import nn
 from dse.compression.apply import embedding_tables, encoder_linears
 from dse.compression.spec import CompressionSpec
 from dse.modeling.batching import EncodedSet, iter_batches
+from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 
 __all__ = ["InactiveKnob", "SPARSITY_TOLERANCE", "check_knobs_active"]
@@ -75,7 +76,7 @@ def _check_span(spec: CompressionSpec, model: EarlyExitModel, dev: EncodedSet, p
     # Probe the real forward path with the longest sentence, once with the span and once without,
     # at batch size 1: the mask must change the first layer's output.
     row = np.array([int(np.argmax(dev.lengths))])
-    batch = next(iter_batches(dev.subset(row), batch_size=1, pad_id=pad_id))
+    batch = next(iter_batches(dev.subset(row), batch_size=1, pad_id=pad_id)).to(model_device(model))
     ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
     with_span = next(model.hidden_states(ids, mask, types, num_layers=1))
     saved = model.spans.clone()
