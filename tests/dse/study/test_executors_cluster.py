@@ -108,6 +108,9 @@ def test_study_on_a_two_node_cluster_lands_trials_on_both_and_resumes(tmp_path: 
         assert len(done) == 6
         landed = {t.user_attrs["details"]["worker"]["node_id"] for t in done}
         assert landed == nodes, f"trials ran on {landed}, cluster nodes {nodes}"
+        # one dev pass per compression setting across nodes and runs: the rest read the shared cache
+        computed = [t.user_attrs["details"]["eval_key"] for t in done if not t.user_attrs["cache_hit"]]
+        assert len(computed) == len(set(computed)) and len(computed) < len(done)
     finally:
         if ray.is_initialized():
             ray.shutdown()
