@@ -188,6 +188,10 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
     )
     if baseline_points is not None:
         ctx.baseline_points = float(baseline_points)
+    elif task.dev_subset is None:
+        # every dev row, tokenized at the same length as preparation scored them: the prepared
+        # model's recorded baseline is this one (a dev pass saved at every study start)
+        ctx.baseline_points = 100 * prepared.info.baseline_dev_metric
     else:
         uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
         ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
@@ -207,9 +211,10 @@ def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np
     cached = load_arrays(path, ("entropy",)) if path is not None else None
     if cached is not None:
         return cached["entropy"]
+    if len(train_ds) > DVFS_TRAIN_ROWS:  # the seeded rows, tokenized alone (not all 67k, then a subset)
+        rows = np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS, replace=False))
+        train_ds = type(train_ds)(train_ds.data.table.take(rows))  # a flat table: encode_dataset reads it
     train = encode_dataset(train_ds, tokenizer, max_length=max_length)
-    if len(train) > DVFS_TRAIN_ROWS:
-        train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), DVFS_TRAIN_ROWS, replace=False)))
     ent = entropy(dev_layer_logits(ctx.model, train, pad_id=ctx.pad_id)).T.numpy()
     if path is not None:
         save_arrays(path, {"entropy": ent})

@@ -61,7 +61,8 @@ def _check_quantized(spec: CompressionSpec, before: dict[str, nn.Module], after:
         # unquantized fp32 tensor shows far more than 2^bits distinct values in it anyway.
         flat = w.reshape(-1)
         sample = flat[:: max(1, flat.numel() // SAMPLE)]
-        distinct = int(torch.unique(sample).numel())
+        # numpy: torch.unique on 65k floats was ~40x slower (about 10 % of a model trial, profiled)
+        distinct = int(np.unique(sample.detach().cpu().numpy()).size)
         if distinct > levels:
             raise InactiveKnob(f"weight_bits={spec.weight_bits} but {name} holds {distinct} distinct "
                                f"values (at most {levels} fit)")
