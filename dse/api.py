@@ -180,13 +180,15 @@ class Study:
 
     def run(self, *, n_trials: int | None = None, executor: Literal["inline", "ray"] | None = None,
             ray_address: str | None = None, max_in_flight: int | None = None,
-            progress: Callable[[Progress], None] | None = None, context: AnyContext | None = None) -> RunStats:
+            progress: Callable[[Progress], None] | None = None, context: AnyContext | None = None,
+            device: str | None = None) -> RunStats:
         """Run the study, or continue it, until ``n_trials`` trials (default: the definition's
         ``n_trials``) have completed; a killed or stopped run resumes where it stopped.
 
         ``executor``, ``ray_address``, ``max_in_flight``: override the definition's executor.
         ``progress``: called after every finished trial. ``context``: an evaluation context built
         beforehand (:func:`dse.evaluation.build_context`), instead of the study's own.
+        ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` in place of the definition's ``device``.
         """
         from dse.study.engine import run_study
 
@@ -195,7 +197,7 @@ class Study:
             callback = _progress_callback(progress)
         return run_study(self._folder, self._config, n_trials=n_trials, executor_kind=executor,
                          ray_address=ray_address, max_in_flight=max_in_flight, progress=callback,
-                         context=context)
+                         context=context, device=device)
 
     def status(self) -> dict[str, Any]:
         """Trial counts by state, target and completed trials, the Pareto size, the baselines and
@@ -328,20 +330,22 @@ def deploy(export: PathLike, *, threads: int | None = None, max_rows: int | None
                          glue_dir=None if glue_dir is None else os.fspath(glue_dir), format=format)
 
 
-def prepare(definition: PathLike | StudyConfig, *,
-            progress: Callable[[PreparedTask], None] | None = None) -> list[PreparedTask]:
+def prepare(definition: PathLike | StudyConfig, *, progress: Callable[[PreparedTask], None] | None = None,
+            device: str | None = None) -> list[PreparedTask]:
     """Fine-tune (or load from the cache) every task's early-exit model of a study definition.
 
     Every task's data is loaded first, so a missing one fails before any fine-tune starts;
-    ``progress`` is called as each task is ready.
+    ``progress`` is called as each task is ready. ``device``: in place of the definition's ``device``.
     """
     from dse.evaluation import check_task_data, prepare_for_study
+    from dse.modeling.device import resolve_device
 
     config = _definition(definition)
+    torch_device = resolve_device(device or config.device)
     check_task_data(config)
     out = []
     for task in config.task_settings():
-        out.append(PreparedTask(task, prepare_for_study(config, task)))
+        out.append(PreparedTask(task, prepare_for_study(config, task, torch_device)))
         if progress is not None:
             progress(out[-1])
     return out

@@ -65,6 +65,7 @@ class Format(str, Enum):
 
 Executor = typer.Option("--executor", help="inline or ray (default: the study definition's)")
 MaxInFlight = typer.Option("--max-in-flight", min=1, help="trials evaluated at once (default: executor.max_in_flight)")
+DeviceOption = typer.Option("--device", help="auto, cpu, cuda or cuda:N: where torch runs (default: the definition's device)")
 
 
 def _interactive() -> bool:
@@ -86,12 +87,12 @@ def _progress_printer():  # noqa: ANN202
 
 
 def _run(study: api.Study, *, n_trials: int | None, executor: ExecutorKind | None, ray_address: str | None,
-         max_in_flight: int | None) -> None:
+         max_in_flight: int | None, device: str | None = None) -> None:
     start = time.perf_counter()
     update, status = _progress_printer()
     try:
         stats = study.run(n_trials=n_trials, executor=executor.value if executor else None,
-                          ray_address=ray_address, max_in_flight=max_in_flight, progress=update)
+                          ray_address=ray_address, max_in_flight=max_in_flight, progress=update, device=device)
     finally:
         if status is not None:
             status.stop()
@@ -149,10 +150,11 @@ def study_run(
     sampler: Annotated[Optional[str], typer.Option(
         "--sampler", help="tpe, nsga2, gp or random (default: the study definition's; kept on resume)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="sampler seed (default: the definition's)")] = None,
+    device: Annotated[Optional[str], DeviceOption] = None,
 ) -> None:
     """Run a study (continues it if its folder already exists with the same definition)."""
     _run(api.Study.create(space, results_dir=results_dir, storage=storage, sampler=sampler, seed=seed),
-         n_trials=n_trials, executor=executor, ray_address=ray_address, max_in_flight=max_in_flight)
+         n_trials=n_trials, executor=executor, ray_address=ray_address, max_in_flight=max_in_flight, device=device)
 
 
 @study_app.command("resume")
@@ -162,10 +164,11 @@ def study_resume(
     executor: Annotated[Optional[ExecutorKind], Executor] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address")] = None,
     max_in_flight: Annotated[Optional[int], MaxInFlight] = None,
+    device: Annotated[Optional[str], DeviceOption] = None,
 ) -> None:
     """Continue a stopped or killed study; unfinished trials are re-queued."""
     _run(api.Study.open(directory), n_trials=n_trials, executor=executor, ray_address=ray_address,
-         max_in_flight=max_in_flight)
+         max_in_flight=max_in_flight, device=device)
 
 
 @study_app.command("status")
@@ -275,7 +278,8 @@ def deploy(
 
 
 @app.command("prepare")
-def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)")]) -> None:
+def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)")],
+            device: Annotated[Optional[str], DeviceOption] = None) -> None:
     """Fine-tune (or load from the cache) the study's early-exit model(s) and report the baselines."""
     def show(prepared: api.PreparedTask) -> None:
         task, info = prepared.task, prepared.prepared.info
@@ -285,7 +289,7 @@ def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)"
         if task.approximation:
             console.print(f"approximation: {task.approximation}")
 
-    api.prepare(space, progress=show)
+    api.prepare(space, progress=show, device=device)
 
 
 @app.command("trace")

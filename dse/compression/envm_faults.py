@@ -134,13 +134,13 @@ def _inject(modules: list[nn.Module], fmt: AdaptivFloatFormat, *, cell: str, err
     for module in modules:
         weight = module.weight
         bias = exponent_bias(weight, fmt)
-        codes = encode(weight, fmt, bias=bias).numpy()
-        stored = (weight != 0).numpy() if nonzero_only else np.ones(codes.shape, dtype=bool)
+        codes = encode(weight, fmt, bias=bias).cpu().numpy()  # the fault model is numpy: same faults on any device
+        stored = (weight != 0).cpu().numpy() if nonzero_only else np.ones(codes.shape, dtype=bool)
         new_stored, count = inject_code_faults(codes[stored], code_bits=fmt.total_bits, cell_bits=width,
                                                error_prob=error_prob, rng=rng)
         faulty += count
         if count:
             new = codes.copy()
             new[stored] = new_stored
-            weight.copy_(decode(torch.from_numpy(new), fmt, bias=bias, dtype=weight.dtype))
+            weight.copy_(decode(torch.from_numpy(new).to(weight.device), fmt, bias=bias, dtype=weight.dtype))
     return faulty

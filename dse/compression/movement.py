@@ -98,7 +98,7 @@ class TrainingPruner:
         ranks = [self._param(m).ranking(m.parametrizations.weight.original).reshape(-1)
                  for m in self.modules.values()]
         flat = torch.cat([r.to(torch.float64) for r in ranks])
-        kept = torch.zeros(flat.numel(), dtype=torch.bool)
+        kept = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
         kept[torch.argsort(flat, descending=True, stable=True)[: round(keep * flat.numel())]] = True
         start = 0
         for m, r in zip(self.modules.values(), ranks, strict=True):

@@ -23,6 +23,8 @@ from dse.config.knobs import KNOBS, METRICS, TASK_KNOBS, TASK_METRICS
 from dse.config.tasks import task_spec
 from dse.errors import ConfigError
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]+)$"  # a study's device (resolved by dse.modeling.device)
+
 __all__ = [
     "CONFIG_VERSION",
     "Param",
@@ -251,20 +253,16 @@ class ExecutorConfig(_Strict):
     kind: Literal["inline", "ray"] = "inline"
     max_in_flight: int = Field(default=1, ge=1)
     cpus_per_trial: float = Field(default=1.0, gt=0)
-    gpus_per_trial: float = Field(default=0.0, ge=0, le=0,
-                                  description="0 only: trials run on CPU (no GPU placement yet)")
+    gpus_per_trial: float = Field(default=0.0, ge=0, description="GPUs per Ray trial, fractional allowed "
+                                  "(0.25: four trials share one); each trial runs on the GPU Ray assigns it")
     max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a crashed or transiently failed evaluation")
     ray_address: str | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_gpus(cls, data: Any) -> Any:
-        # a reserved GPU nothing would use: refused (with why) until trials are placed on GPUs
-        if isinstance(data, dict) and isinstance(data.get("gpus_per_trial"), int | float) \
-                and not isinstance(data["gpus_per_trial"], bool) and data["gpus_per_trial"] > 0:
-            raise ValueError(f"gpus_per_trial={data['gpus_per_trial']:g}: trials run on CPU, nothing would use "
-                             "the GPU (GPU placement is not implemented yet); leave it 0")
-        return data
+    @model_validator(mode="after")
+    def _gpus(self) -> "ExecutorConfig":
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ValueError(f"gpus_per_trial={self.gpus_per_trial:g}: above 1 it must be a whole number")
+        return self
 
 
 class StorageConfig(_Strict):
@@ -306,6 +304,8 @@ class StudyConfig(_Strict):
     faults: FaultsConfig = FaultsConfig()
     executor: ExecutorConfig = ExecutorConfig()
     storage: StorageConfig = StorageConfig()
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN,
+                        description="where torch runs: auto (CUDA when available), cpu, cuda or cuda:N")
     n_trials: int = Field(default=40, ge=1, strict=True)  # strict: `true` is not 1
     search_space: dict[str, Param] = Field(min_length=1)
     fixed: dict[str, float | int | str] = Field(default_factory=dict)
@@ -554,6 +554,7 @@ def config_hash(config: StudyConfig) -> str:
     if data.get("hypervolume_reference") is None:  # unset: keep the hashes of older studies
         data.pop("hypervolume_reference", None)
     data.pop("storage", None)  # where trials live is not what the study is
+    data.pop("device", None)  # nor where they run (the prepared model's key records a CUDA fine-tune)
     if data.get("sweep") == SweepConfig().model_dump(mode="json"):  # keep older studies' hashes
         data.pop("sweep")
     if data.get("faults") == FaultsConfig().model_dump(mode="json"):  # keep older studies' hashes

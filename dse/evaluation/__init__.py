@@ -28,7 +28,7 @@ from dse.evaluation.exits import InvalidDesign, early_exit_points
 from dse.evaluation.faults import FAULTS_VERSION, FaultOutcome
 from dse.evaluation.multitask import MultiTaskContext
 from dse.evaluation.score import DesignScore, SentenceResults, TrialOutcome, score_design
-from dse.evaluation.trial import AnyContext, build_context, evaluate_trial, sentence_results
+from dse.evaluation.trial import AnyContext, build_context, context_device, evaluate_trial, place_context, sentence_results
 
 __all__ = [
     "EVAL_VERSION",
@@ -46,11 +46,13 @@ __all__ = [
     "build_context",
     "build_task_context",
     "check_task_data",
+    "context_device",
     "early_exit_points",
     "evaluate_trial",
     "hardware_bounds",
     "layer_logits",
     "load_dev_set",
+    "place_context",
     "prepare_for_study",
     "score_design",
     "sentence_results",

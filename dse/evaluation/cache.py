@@ -19,6 +19,7 @@ from dse.compression.apply import compress
 from dse.compression.spec import CompressionSpec
 from dse.evaluation.context import EvalContext, load_arrays, save_arrays, trial_model
 from dse.evaluation.guards import check_knobs_active
+from dse.modeling.device import model_device
 from dse.modeling.inference import dev_layer_logits
 from dse.training.trainer import CompressionTrainingConfig, training_key
 
@@ -28,10 +29,15 @@ EVAL_VERSION = 1
 
 
 def eval_key(ctx: EvalContext, spec: CompressionSpec) -> str:
-    """The cache key of ``spec``'s per-layer dev logits on ``ctx`` (recorded on trials as ``eval_key``)."""
+    """The cache key of ``spec``'s per-layer dev logits on ``ctx`` (recorded on trials as ``eval_key``).
+
+    Not the device: dev passes run in fp32 everywhere, so CPU and GPU logits differ by float
+    noise only, as they do between CPU thread counts (what a model *trained* on CUDA under bf16
+    changes is in the prepared and trained keys)."""
     knobs = spec.as_dict()
     if not spec.training.is_noop:  # the trained model's own key also covers its hyper-parameters
-        knobs["trained"] = training_key(ctx.prepared_key, spec.training, CompressionTrainingConfig())
+        knobs["trained"] = training_key(ctx.prepared_key, spec.training, CompressionTrainingConfig(),
+                                        model_device(ctx.model))
     blob = json.dumps(
         {"v": EVAL_VERSION, "prepared": ctx.prepared_key, "dev": ctx.dev_key, **knobs},
         sort_keys=True,

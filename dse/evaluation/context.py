@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from dse.compression.spec import TrainingSpec
@@ -24,6 +25,7 @@ from dse.data.metrics import main_metric
 from dse.errors import DataError, DSEError, ModelError
 from dse.io import DamagedFileError, atomic_write, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset
+from dse.modeling.device import model_device, resolve_device
 from dse.modeling.early_exit import EarlyExitModel, entropy
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_tokenizer, resolve_model_source
@@ -32,6 +34,7 @@ from dse.training.trainer import CompressionTrainingConfig, TrainedModel, train_
 from hwmodels import ModelShape
 
 __all__ = ["DVFS_TRAIN_ROWS", "MAX_TRAINED_IN_MEMORY", "EvalContext", "TrainingSource", "build_task_context",
+           "place_task_context",
            "check_paths", "check_task_data", "load_arrays", "load_dev_set", "prepare_for_study", "save_arrays", "study_trained_model",
            "study_trial_model", "trained_model", "trial_model"]
 
@@ -137,11 +140,14 @@ def check_task_data(config: StudyConfig) -> None:
                 raise DataError(f"{exc}{hint}") from None
 
 
-def prepare_for_study(config: StudyConfig, task: TaskSettings | None = None) -> PreparedModel:
-    """A task's fine-tuned (uncompressed) early-exit model: from the cache, else trained
-    (``task``: one of ``config.task_settings()``; None: the single task)."""
+def prepare_for_study(config: StudyConfig, task: TaskSettings | None = None,
+                      device: torch.device | str | None = None) -> PreparedModel:
+    """A task's fine-tuned (uncompressed) early-exit model, on ``device`` (None: the study's
+    ``device`` setting): from the cache, else trained (``task``: one of
+    ``config.task_settings()``; None: the single task)."""
     task = task or config.task_settings()[0]
-    return prepare_model(
+    device = resolve_device(config.device) if device is None else torch.device(device)
+    return prepare_model(device=device,
         model_source=resolve_model_source(config.model.name), task=task.name,
         glue_dir=resolve_glue_dir(config.data.glue_dir),
         max_seq_length=config.model.max_seq_length, finetune=task.finetune,
@@ -163,11 +169,12 @@ def load_dev_set(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: Pat
 
 
 def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Path | None,
-                       baseline_points: float | None = None) -> EvalContext:
-    """Prepare (or load) one task's fine-tuned model and tokenize its dev rows."""
+                       baseline_points: float | None = None, device: torch.device | str | None = None) -> EvalContext:
+    """Prepare (or load) one task's fine-tuned model, on ``device`` (None: the study's
+    setting), and tokenize its dev rows."""
     spec = task_spec(task.name)
     glue_dir = resolve_glue_dir(config.data.glue_dir)
-    prepared = prepare_for_study(config, task)
+    prepared = prepare_for_study(config, task, device)
     tokenizer = load_tokenizer(resolve_model_source(config.model.name))
     dev = load_dev_set(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
                        dev_subset=task.dev_subset, seed=config.data.seed, train_from_dev=task.train_from_dev)
@@ -181,6 +188,10 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
     )
     if baseline_points is not None:
         ctx.baseline_points = float(baseline_points)
+    elif task.dev_subset is None:
+        # every dev row, tokenized at the same length as preparation scored them: the prepared
+        # model's recorded baseline is this one (a dev pass saved at every study start)
+        ctx.baseline_points = 100 * prepared.info.baseline_dev_metric
     else:
         uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
         ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
@@ -200,13 +211,21 @@ def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np
     cached = load_arrays(path, ("entropy",)) if path is not None else None
     if cached is not None:
         return cached["entropy"]
+    if len(train_ds) > DVFS_TRAIN_ROWS:  # the seeded rows, tokenized alone (not all 67k, then a subset)
+        rows = np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS, replace=False))
+        train_ds = type(train_ds)(train_ds.data.table.take(rows))  # a flat table: encode_dataset reads it
     train = encode_dataset(train_ds, tokenizer, max_length=max_length)
-    if len(train) > DVFS_TRAIN_ROWS:
-        train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), DVFS_TRAIN_ROWS, replace=False)))
     ent = entropy(dev_layer_logits(ctx.model, train, pad_id=ctx.pad_id)).T.numpy()
     if path is not None:
         save_arrays(path, {"entropy": ent})
     return ent
+
+
+def place_task_context(ctx: EvalContext, device: torch.device) -> None:
+    """Move ``ctx``'s models (the prepared one and the trained ones it holds) to ``device``, in place."""
+    ctx.model.to(device)
+    for trained in ctx._trained.values():
+        trained.model.to(device)
 
 
 def trial_model(ctx: EvalContext, training: TrainingSpec) -> EarlyExitModel:
@@ -237,7 +256,7 @@ def study_trained_model(config: StudyConfig, prepared: PreparedModel, training: 
 
 
 def trained_model(ctx: EvalContext, training: TrainingSpec) -> TrainedModel:
-    key = training_key(ctx.prepared_key, training, CompressionTrainingConfig())
+    key = training_key(ctx.prepared_key, training, CompressionTrainingConfig(), model_device(ctx.model))
     if key not in ctx._trained:
         source = ctx.training_source
         if source is None:

@@ -81,12 +81,13 @@ def check_shared_embeddings(tasks: dict[str, EvalContext]) -> None:
 
 
 def build_multitask_context(config: StudyConfig, *, cache_dir: Path | None,
-                            baseline_points: dict[str, float] | None = None) -> MultiTaskContext:
+                            baseline_points: dict[str, float] | None = None,
+                            device: torch.device | str | None = None) -> MultiTaskContext:
     """Prepare (or load) every task's model (embeddings frozen) and tokenize its dev rows."""
     settings = config.task_settings()
     check_task_data(config)  # a task without data fails before any other is fine-tuned
     tasks = {t.name: build_task_context(config, t, cache_dir=cache_dir,
-                                        baseline_points=(baseline_points or {}).get(t.name))
+                                        baseline_points=(baseline_points or {}).get(t.name), device=device)
              for t in settings}
     check_shared_embeddings(tasks)
     return MultiTaskContext(tasks, {t.name: t.mix for t in settings},

@@ -12,28 +12,51 @@ from pathlib import Path
 from typing import Any
 
 from dse.config import StudyConfig
-from dse.evaluation.context import EvalContext, build_task_context
+import torch
+
+from dse.evaluation.context import EvalContext, build_task_context, place_task_context
 from dse.evaluation.multitask import MultiTaskContext, build_multitask_context, evaluate_multitask
 from dse.evaluation.score import SentenceResults, TrialOutcome, evaluate_design
 
-__all__ = ["AnyContext", "build_context", "evaluate_trial", "sentence_results"]
+__all__ = ["AnyContext", "build_context", "context_device", "evaluate_trial", "place_context", "sentence_results"]
 
 AnyContext = EvalContext | MultiTaskContext
 
 
 def build_context(config: StudyConfig, *, cache_dir: Path | None,
-                  baseline_points: float | dict[str, float] | None = None) -> AnyContext:
+                  baseline_points: float | dict[str, float] | None = None,
+                  device: torch.device | str | None = None) -> AnyContext:
     """The study's evaluation context: an :class:`EvalContext`, or for a multi-task study a
     :class:`MultiTaskContext` holding one per task.
 
     ``baseline_points``: the uncompressed model's dev metric when already known (a study
     records it; per task for a multi-task study), which saves the baseline dev pass.
+    ``device``: where its models run (None: the study's ``device`` setting).
     """
     if config.is_multitask:
         by_task = baseline_points if isinstance(baseline_points, dict) else None
-        return build_multitask_context(config, cache_dir=cache_dir, baseline_points=by_task)
+        return build_multitask_context(config, cache_dir=cache_dir, baseline_points=by_task, device=device)
     return build_task_context(config, config.task_settings()[0], cache_dir=cache_dir,
-                              baseline_points=None if isinstance(baseline_points, dict) else baseline_points)
+                              baseline_points=None if isinstance(baseline_points, dict) else baseline_points,
+                              device=device)
+
+
+def _task_contexts(ctx: AnyContext) -> list[EvalContext]:
+    return list(ctx.tasks.values()) if isinstance(ctx, MultiTaskContext) else [ctx]
+
+
+def place_context(ctx: AnyContext, device: torch.device | str) -> None:
+    """Move every model ``ctx`` holds to ``device``, in place (a Ray worker puts the study's
+    context on the GPU it was assigned; the coordinator ships it from the CPU)."""
+    for task_ctx in _task_contexts(ctx):
+        place_task_context(task_ctx, torch.device(device))
+
+
+def context_device(ctx: AnyContext) -> torch.device:
+    """Where ``ctx``'s models are (the first task's, for a multi-task context)."""
+    from dse.modeling.device import model_device
+
+    return model_device(_task_contexts(ctx)[0].model)
 
 
 def evaluate_trial(ctx: AnyContext, knobs: dict[str, Any]) -> TrialOutcome:

@@ -43,6 +43,13 @@ class Batch:
     token_type_ids: torch.Tensor
     labels: torch.Tensor
 
+    def to(self, device: torch.device) -> "Batch":
+        """The same batch with its tensors on ``device`` (itself when they are there already)."""
+        if self.input_ids.device == device:
+            return self
+        return Batch(self.rows, *(t.to(device, non_blocking=True) for t in
+                                  (self.input_ids, self.attention_mask, self.token_type_ids, self.labels)))
+
 
 def encode_dataset(ds: Dataset, tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> EncodedSet:
     table = ds.data

@@ -465,16 +465,23 @@ def run_study(
     progress: Any = None,
     evaluate: Any = None,
     context: Any = None,
+    device: str | None = None,
 ) -> RunStats:
     """Run (or continue) the study until ``n_trials`` trials have completed.
 
     ``evaluate(ctx, knobs) -> TrialOutcome`` replaces ``dse.evaluation.evaluate_trial`` and
     ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself).
+    ``device`` overrides the definition's ``device`` (where torch runs is not part of the study).
     """
-    from dse.evaluation import build_context, evaluate_trial, hardware_bounds
-    from dse.study.executors import make_executor
+    from dse.evaluation import build_context, context_device, evaluate_trial, hardware_bounds
+    from dse.modeling.device import resolve_device
+    from dse.study.executors import check_executor, make_executor
 
     target = n_trials or config.n_trials
+    ex = config.executor
+    kind = executor_kind or ex.kind
+    torch_device = resolve_device(device or config.device)  # a CUDA request without CUDA: one line, now
+    check_executor(kind, address=ray_address or ex.ray_address, gpus_per_trial=ex.gpus_per_trial)
     check_folder(folder, config, create=True)  # before the lock: a refused run leaves no trace
     if context is None and not folder.config_sha.is_file():
         from dse.evaluation.context import check_paths, check_task_data
@@ -494,14 +501,15 @@ def run_study(
         if stats.completed >= target:
             return stats
         # absolute: Ray workers do not share the coordinator's working directory
-        ctx = context if context is not None else build_context(config, cache_dir=folder.cache.resolve())
+        ctx = context if context is not None else build_context(config, cache_dir=folder.cache.resolve(),
+                                                                device=torch_device)
         study.set_user_attr("baseline_points", ctx.baseline_points)
+        if context is None:
+            study.set_user_attr("device", str(context_device(ctx)))
         study.set_user_attr("prepared_key", ctx.prepared_key)
         if config.is_multitask:
             study.set_user_attr("baseline_points_by_task", ctx.baseline_points_by_task)
             study.set_user_attr("approximations", ctx.approximations)
-        ex = config.executor
-        kind = executor_kind or ex.kind
         executor = make_executor(
             kind, ctx, address=ray_address or ex.ray_address,
             cpus_per_trial=ex.cpus_per_trial, gpus_per_trial=ex.gpus_per_trial,

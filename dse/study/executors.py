@@ -26,8 +26,10 @@ __all__ = [
     "OneEvaluationPerKey",
     "RayExecutor",
     "TransientEvaluationError",
+    "check_executor",
     "compression_key",
     "make_executor",
+    "ray_capacity",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,19 +91,92 @@ class InlineExecutor:
 # Ray worker processes keep the deserialised context between tasks, keyed by its object id,
 # so the prepared model crosses the object store once per worker instead of once per trial.
 _WORKER_CONTEXTS: dict[str, AnyContext] = {}
+# CUDA_VISIBLE_DEVICES as this worker process had it when it first used CUDA (torch reads it once)
+_VISIBLE_AT_CUDA_INIT: list[tuple[str, ...] | None] = []
 
 
-def _evaluate_in_worker(ctx_box: list, evaluate: EvaluateFn, knobs: dict[str, Any], num_threads: int) -> TrialOutcome:
+def worker_device(use_gpu: bool, assigned: list[Any], cuda_count: int) -> Any:
+    """The torch device of a Ray task: CPU, or the first GPU Ray ``assigned`` it (``ray.get_gpu_ids()``)."""
+    import torch
+
+    from dse.modeling.device import gpu_index_for_ray
+
+    if not use_gpu:
+        return torch.device("cpu")
+    if cuda_count == 0:
+        raise DSEError(f"Ray assigned GPU(s) {assigned} to this trial, but torch on its node sees no CUDA "
+                       "device (a CPU-only torch build?)")
+    if not _VISIBLE_AT_CUDA_INIT:
+        env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        _VISIBLE_AT_CUDA_INIT.append(None if env is None else tuple(v.strip() for v in env.split(",")))
+    return torch.device("cuda", gpu_index_for_ray(assigned, _VISIBLE_AT_CUDA_INIT[0]))
+
+
+def _evaluate_in_worker(ctx_box: list, evaluate: EvaluateFn, knobs: dict[str, Any], num_threads: int,
+                        use_gpu: bool = False) -> TrialOutcome:
     import ray
     import torch
 
+    from dse.evaluation import place_context
+
     torch.set_num_threads(num_threads)  # a reused worker keeps a stale OMP setting otherwise
+    device = worker_device(use_gpu, ray.get_gpu_ids() if use_gpu else [],
+                           torch.cuda.device_count() if use_gpu else 0)
     ref = ctx_box[0]  # boxed: a bare ObjectRef argument would be fetched and unpickled per task
     key = ref.hex()
     if key not in _WORKER_CONTEXTS:
         _WORKER_CONTEXTS.clear()
         _WORKER_CONTEXTS[key] = ray.get(ref)
-    return _evaluate(evaluate, _WORKER_CONTEXTS[key], knobs)
+    ctx = _WORKER_CONTEXTS[key]
+    place_context(ctx, device)  # a no-op once there
+    outcome = _evaluate(evaluate, ctx, knobs)
+    # where it ran, for the record (trials landing on every node of a cluster)
+    outcome.attrs["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "device": str(device)}
+    return outcome
+
+
+def ray_capacity(cpus: float, gpus: float, cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials a Ray cluster with ``cpus`` and ``gpus`` runs at once (0.25 GPU per trial: four per GPU)."""
+    by_cpu = int(cpus // cpus_per_trial)
+    by_gpu = int(round(gpus / gpus_per_trial, 6)) if gpus_per_trial > 0 else by_cpu
+    return max(1, min(by_cpu, by_gpu))
+
+
+def check_executor(kind: str, *, address: str | None, gpus_per_trial: float, cuda_count: int | None = None) -> None:
+    """Refuse, before any fine-tune, an executor setting that cannot run here (one line).
+
+    ``gpus_per_trial`` needs Ray, and a GPU: a local Ray must see one through torch
+    (``cuda_count``; default torch's count); a cluster's GPUs are checked when it is joined.
+    """
+    if gpus_per_trial <= 0:
+        return
+    if kind != "ray":
+        raise DSEError(f"executor.gpus_per_trial={gpus_per_trial:g} is a Ray request; the inline executor runs "
+                       "trials on the study's device (device: auto, cuda or cuda:N)")
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    if cuda_count is None:
+        import torch
+
+        cuda_count = torch.cuda.device_count()
+    if cuda_count == 0:
+        raise DSEError(f"executor.gpus_per_trial={gpus_per_trial:g} but no CUDA GPU is visible here "
+                       "(torch sees none); set it to 0, or join a cluster with GPUs (--ray-address)")
+
+
+def _put_from_cpu(ray: Any, ctx: AnyContext) -> Any:
+    """``ray.put(ctx)`` with its models on the CPU (a worker without a GPU can unpickle it; each
+    worker then moves it to its own device); the coordinator's copy stays where it was."""
+    from dse.evaluation import EvalContext, MultiTaskContext, context_device, place_context
+
+    if not isinstance(ctx, EvalContext | MultiTaskContext):  # an engine test's own context
+        return ray.put(ctx)
+    device = context_device(ctx)
+    place_context(ctx, "cpu")
+    try:
+        return ray.put(ctx)
+    finally:
+        place_context(ctx, device)
 
 
 class RayExecutor:
@@ -133,12 +208,16 @@ class RayExecutor:
             self.close()
             raise DSEError(f"executor.gpus_per_trial={gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs")
         self._ray = ray
-        self.capacity = max(1, int(cpus // cpus_per_trial))  # trials the cluster runs at once
-        self._ctx_ref = ray.put(ctx)  # once per study; workers cache the unpickled copy
+        self.capacity = ray_capacity(cpus, gpus, cpus_per_trial, gpus_per_trial)  # trials the cluster runs at once
+        self._ctx_ref = _put_from_cpu(ray, ctx)  # once per study; workers cache the unpickled copy
         self._evaluate_ref = evaluate
         self._threads = max(1, int(cpus_per_trial))
+        self._use_gpu = gpus_per_trial > 0
         resources: dict[str, float] = {"num_cpus": cpus_per_trial}
         if gpus_per_trial:
+            # Ray's default for GPU tasks (max_calls=1) is kept: a fresh worker process per trial, so
+            # the CUDA_VISIBLE_DEVICES torch reads at start is always the GPU Ray assigned (a reused
+            # process would keep its first GPU); the context then comes from the node's object store.
             resources["num_gpus"] = gpus_per_trial
         self._remote = ray.remote(
             **resources,
@@ -148,7 +227,7 @@ class RayExecutor:
         self._pending: dict[Any, int] = {}
 
     def submit(self, number: int, knobs: dict[str, Any]) -> None:
-        ref = self._remote.remote([self._ctx_ref], self._evaluate_ref, knobs, self._threads)
+        ref = self._remote.remote([self._ctx_ref], self._evaluate_ref, knobs, self._threads, self._use_gpu)
         self._pending[ref] = number
 
     def wait_one(self) -> Result:

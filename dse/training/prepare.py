@@ -28,6 +28,7 @@ from dse.data import load_task_split
 from dse.data.metrics import main_metric
 from dse.io import DamagedFileError, atomic_folder, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
+from dse.modeling.device import device_class, model_device, train_autocast
 from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_backbone, load_tokenizer
@@ -96,9 +97,11 @@ def _fingerprint_data(ds) -> str:  # noqa: ANN001 - datasets.Dataset
 
 
 def preparation_key(*, model_source: str, task: str, max_seq_length: int, finetune: FinetuneConfig,
-                    train_fingerprint: str, dev_fingerprint: str) -> str:
+                    train_fingerprint: str, dev_fingerprint: str, device: str = "cpu") -> str:
+    """``device``: the class the model trains on (bf16 autocast on CUDA changes the weights);
+    only a non-CPU class enters the key, which keeps the keys of models trained on CPU."""
     blob = json.dumps(
-        {
+        {**({"device": device_class(device)} if device_class(device) != "cpu" else {}),
             "v": PREPARE_VERSION,
             "model": _fingerprint_folder(Path(model_source)),
             "task": task,
@@ -148,12 +151,15 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / total)
     )
     model.train()
+    device = model_device(model)
     step, epoch = 0, 0
     while step < total:
         for batch in iter_batches(train, batch_size=cfg.batch_size, pad_id=pad_id,
                                   shuffle_seed=cfg.seed + epoch):
-            logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-            loss = _loss(logits, batch.labels, model.num_labels)
+            batch = batch.to(device)
+            with train_autocast(device):
+                logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                loss = _loss(logits.float(), batch.labels, model.num_labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -169,11 +175,14 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
 
 @torch.inference_mode()
 def layer_cls_features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
-    """[CLS] vectors after every layer, ``[layers, rows, hidden]`` in dataset order."""
+    """[CLS] vectors after every layer, ``[layers, rows, hidden]`` in dataset order (fp32, on
+    the model's device: stage 2 trains there)."""
     model.eval()
-    out = torch.empty(model.num_layers, len(enc), model.config.hidden_size)
+    device = model_device(model)
+    out = torch.empty(model.num_layers, len(enc), model.config.hidden_size, device=device)
     for batch in iter_batches(enc, batch_size=64, pad_id=pad_id):
-        out[:, torch.as_tensor(batch.rows)] = model.cls_features(
+        batch = batch.to(device)
+        out[:, torch.as_tensor(batch.rows, device=device)] = model.cls_features(
             batch.input_ids, batch.attention_mask, batch.token_type_ids
         )
     return out
@@ -206,11 +215,11 @@ def save_checkpoint(model: EarlyExitModel, info: dict, target: Path) -> None:
     with atomic_folder(target, if_exists="keep") as tmp:  # a half-written checkpoint is never visible
         model.backbone.save_pretrained(tmp / "backbone")
         safetensors.torch.save_file(
-            {k: v.contiguous() for k, v in model.off_ramps.state_dict().items()},
+            {k: v.detach().cpu().contiguous() for k, v in model.off_ramps.state_dict().items()},
             str(tmp / "off_ramps.safetensors"),
         )
         if bool(torch.isfinite(model.spans).any()):
-            safetensors.torch.save_file({"spans": model.spans.contiguous()}, str(tmp / "spans.safetensors"))
+            safetensors.torch.save_file({"spans": model.spans.cpu().contiguous()}, str(tmp / "spans.safetensors"))
         (tmp / "info.json").write_text(json.dumps(info, indent=2))
 
 
@@ -276,8 +285,9 @@ def prepare_model(
     cache_dir: Path | None = None,
     train_from_dev: float | None = None,
     split_seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> PreparedModel:
-    """Fine-tuned early-exit model for ``task``; trained once, then loaded from the cache.
+    """Fine-tuned early-exit model for ``task``, on ``device``; trained once, then loaded from the cache.
 
     ``train_from_dev``: fine-tune on that seeded fraction of the dev rows instead of the train
     split (see :func:`dse.data.load_task_split`); the baseline is then on the other dev rows.
@@ -288,13 +298,14 @@ def prepare_model(
     key = preparation_key(
         model_source=model_source, task=spec.name, max_seq_length=max_seq_length,
         finetune=finetune, train_fingerprint=_fingerprint_data(train_ds),
-        dev_fingerprint=_fingerprint_data(dev_ds),
+        dev_fingerprint=_fingerprint_data(dev_ds), device=device_class(device),
     )
     target = (cache_dir or cache_root()) / "prepared" / f"{spec.name}-{key}"
     if (target / "info.json").is_file():
         cached = load_cached(target, load_prepared, "fine-tuned model")
         if cached is not None:
             log.info("prepared model found in cache: %s", target)
+            cached.model.to(device)
             return cached
 
     torch.manual_seed(finetune.seed)
@@ -302,13 +313,14 @@ def prepare_model(
     pad_id = tokenizer.pad_token_id or 0
     train_all = encode_dataset(train_ds, tokenizer, max_length=finetune.max_train_seq_length)
     train = _train_subset(train_all, train_ds.data.column("text_a").to_pylist(), finetune)
-    model = EarlyExitModel(load_backbone(model_source), spec.num_labels)
+    model = EarlyExitModel(load_backbone(model_source), spec.num_labels).to(device)  # initialised on CPU: same seeds
 
     t0 = time.perf_counter()
     _stage1(model, train, finetune, pad_id)
     t1 = time.perf_counter()
     ramp_rows = offramp_rows(train, finetune)
-    train_offramps(model, layer_cls_features(model, ramp_rows, pad_id), torch.as_tensor(ramp_rows.labels), finetune)
+    train_offramps(model, layer_cls_features(model, ramp_rows, pad_id),
+                   torch.as_tensor(ramp_rows.labels, device=model_device(model)), finetune)
     t2 = time.perf_counter()
 
     dev = encode_dataset(dev_ds, tokenizer, max_length=max_seq_length)

@@ -32,6 +32,7 @@ from dse.compression.pruning import achieved_sparsity, embedding_prune_schedule,
 from dse.compression.spec import TrainingSpec
 from dse.config import FinetuneConfig
 from dse.modeling.batching import EncodedSet, iter_batches
+from dse.modeling.device import device_class, model_device, train_autocast
 from dse.modeling.early_exit import EarlyExitModel
 from dse.training.distillation import distillation_loss
 from dse.training.prepare import (
@@ -93,9 +94,12 @@ class TrainedModel:
     cache_hit: bool
 
 
-def training_key(parent_key: str, spec: TrainingSpec, config: CompressionTrainingConfig) -> str:
+def training_key(parent_key: str, spec: TrainingSpec, config: CompressionTrainingConfig,
+                 device: torch.device | str = "cpu") -> str:
+    """``device``: where it trains (bf16 autocast on CUDA); only a non-CPU class enters the key."""
     blob = json.dumps(
-        {"v": TRAIN_VERSION, "parent": parent_key, "spec": spec.canonical().model_dump(mode="json"),
+        {**({"device": device_class(device)} if device_class(device) != "cpu" else {}),
+         "v": TRAIN_VERSION, "parent": parent_key, "spec": spec.canonical().model_dump(mode="json"),
          "config": config.model_dump(mode="json")},
         sort_keys=True,
     )
@@ -163,18 +167,23 @@ def _fine_tune(model: EarlyExitModel, teacher: EarlyExitModel | None, train: Enc
     )
     params = main + scores + span_params
     model.train()
+    device = model_device(model)
     step, epoch = 0, 0
     while step < total:
         for batch in iter_batches(train, batch_size=finetune.batch_size, pad_id=pad_id,
                                   shuffle_seed=finetune.seed + 1000 + epoch):
+            batch = batch.to(device)
             if pruner is not None:
                 keep = config.schedule.keep_fraction(step, total_steps=total, target_sparsity=spec.train_pruning)
                 if not config.global_topk or step % config.global_topk_every_steps == 0:
                     pruner.set_keep_fraction(keep)
-            logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            with train_autocast(device):
+                logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids).float()
+                if teacher is not None:
+                    with torch.no_grad():
+                        target = teacher.final_logits(batch.input_ids, batch.attention_mask,
+                                                      batch.token_type_ids).float()
             if teacher is not None:
-                with torch.no_grad():
-                    target = teacher.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
                 loss = distillation_loss(logits, target, batch.labels, alpha_ce=config.alpha_ce,
                                          alpha_kd=config.alpha_kd, temperature=config.temperature)
             else:
@@ -234,12 +243,13 @@ def train_compressed(
     spec = spec.canonical()
     if spec.is_noop:
         raise ValueError("this training spec trains nothing; use the prepared model")
-    key = training_key(parent_key, spec, config)
+    device = model_device(parent)
+    key = training_key(parent_key, spec, config, device)
     target = (cache_dir or cache_root()) / "trained" / f"{task}-{key}"
     if (target / "info.json").is_file():
         def load(path: Path) -> TrainedModel:
             info = json.loads((path / "info.json").read_text())
-            return TrainedModel(load_checkpoint(path, info["num_labels"]), info, path, cache_hit=True)
+            return TrainedModel(load_checkpoint(path, info["num_labels"]).to(device), info, path, cache_hit=True)
 
         cached = load_cached(target, load, "compression-trained model")
         if cached is not None:
@@ -254,7 +264,7 @@ def train_compressed(
     achieved = _fine_tune(model, teacher, train, pad_id, spec, finetune, config)
     t1 = time.perf_counter()
     ramps = offramp_rows(train, finetune)
-    train_offramps(model, layer_cls_features(model, ramps, pad_id), torch.tensor(ramps.labels), finetune)
+    train_offramps(model, layer_cls_features(model, ramps, pad_id), torch.tensor(ramps.labels, device=device), finetune)
     t2 = time.perf_counter()
     info = {
         "key": key, "parent_key": parent_key, "task": task, "num_labels": model.num_labels,

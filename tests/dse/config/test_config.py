@@ -105,7 +105,8 @@ BAD = [
     (_with(hypervolume_reference={"accuracy": 70, "energy_uj": float("nan"), "latency_ms": 3}),
      "energy_uj must be a finite number"),
     # issue #15: knobs that would run but mean nothing, or fail at run time
-    (_with(executor={"gpus_per_trial": 1}), "gpus_per_trial=1: trials run on CPU"),
+    (_with(executor={"kind": "ray", "gpus_per_trial": 1.5}), "above 1 it must be a whole number"),
+    (_with(device="gpu"), "device: String should match pattern"),
     (_with(task="stsb"), "exit_threshold: stsb is a regression task"),
     (_with(task="stsb", search_space={"voltage_v": {"type": "float", "low": 0.5, "high": 0.8}},
            fixed={"exit_threshold": 0.2}), "any threshold > 0 exits every sentence at layer 1"),

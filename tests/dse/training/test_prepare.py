@@ -59,3 +59,25 @@ def test_a_damaged_checkpoint_is_discarded(tmp_path: Path, name: str, how: str,
     reloaded = load_cached(target, _load, "fine-tuned model")
     assert reloaded is not None
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_cuda_fine_tune_has_its_own_key_and_cpu_keys_are_unchanged(tmp_path: Path) -> None:
+    # bf16 autocast on CUDA changes the weights: its checkpoint must not be read as the CPU one
+    from dse.config import FinetuneConfig
+    from dse.training.prepare import preparation_key
+
+    (tmp_path / "config.json").write_text("{}")
+    args = dict(model_source=str(tmp_path), task="sst2", max_seq_length=64, finetune=FinetuneConfig(),
+                train_fingerprint="t", dev_fingerprint="d")
+    cpu = preparation_key(**args)
+    assert preparation_key(**args, device="cpu") == cpu  # the key of every model trained so far
+    assert preparation_key(**args, device="cuda") == preparation_key(**args, device="cuda:1") != cpu
+
+
+def test_a_checkpoint_is_saved_from_cpu_copies_of_the_weights(tmp_path: Path) -> None:
+    model = EarlyExitModel(BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                num_attention_heads=2, intermediate_size=32)), 2).to("cpu")
+    save_checkpoint(model, {"num_labels": 2}, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt", 2)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

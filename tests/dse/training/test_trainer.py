@@ -120,6 +120,10 @@ def test_training_spec_canonical_forms() -> None:
     assert training_key("a", spec, config) != training_key("b", spec, config)
     assert training_key("a", TrainingSpec(pruning_method="none", train_pruning=0.3, distillation=True), config) \
         == training_key("a", TrainingSpec(distillation=True), config)
+    # where it trained: bf16 autocast on CUDA changes the weights; CPU keys stay as they were
+    assert training_key("a", spec, config, "cpu") == training_key("a", spec, config)
+    assert training_key("a", spec, config, "cuda:0") == training_key("a", spec, config, "cuda") \
+        != training_key("a", spec, config)
 
 
 def test_noop_spec_is_refused(tiny_model: EarlyExitModel, tmp_path) -> None:  # noqa: ANN001
