@@ -3,7 +3,9 @@
 A knob that silently does nothing (a mask that never reaches the weights, a span mask skipped
 at some batch size, as in EdgeBERT's own code, a quantizer that leaves tensors untouched) would
 make the study credit a design with savings it does not have. Each check raises
-:class:`InactiveKnob` with a reason that names the knob.
+:class:`InactiveKnob` with a reason that names the knob. :func:`check_activation_width` refuses a
+design whose accuracy was measured with another activation format than the hardware model
+charges (:func:`simulated_activation_bits` reads the width off the model that was run).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dse.compression.spec import CompressionSpec
 from dse.modeling.batching import EncodedSet, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
 
-__all__ = ["InactiveKnob", "SPARSITY_TOLERANCE", "check_knobs_active"]
+__all__ = ["InactiveKnob", "SPARSITY_TOLERANCE", "check_activation_width", "check_knobs_active",
+           "simulated_activation_bits"]
 
 # Magnitude pruning keeps exactly round((1 - s) * n) weights per matrix; allow one weight of
 # rounding plus a little slack for ties before calling a mask inactive.
@@ -107,3 +110,22 @@ def check_knobs_active(
         if hooked != len(lin_after):
             raise InactiveKnob(f"activation_bits={spec.activation_bits} quantizes {hooked} of "
                                f"{len(lin_after)} encoder matmul inputs")
+
+
+def simulated_activation_bits(model: EarlyExitModel) -> int:
+    """The activation width ``model``'s forward pass simulates: the AdaptivFloat width quantizing
+    the input of every encoder matmul, or 0 (fp32) when some or all of them are not quantized."""
+    fmt = getattr(model, "activation_format", None)
+    hooked = len(getattr(model, "activation_quantizers", []))
+    if fmt is None or hooked != len(_unique(encoder_linears(model))):
+        return 0
+    return int(fmt.total_bits)
+
+
+def check_activation_width(simulated_bits: int, charged_bits: int) -> None:
+    """Refuse a design whose accuracy was measured with activations of another width than the
+    hardware model charges it for (``simulated_bits`` 0: fp32, which no datapath here has)."""
+    if int(simulated_bits) != int(charged_bits):
+        measured = "fp32 activations" if simulated_bits == 0 else f"{int(simulated_bits)}-bit activations"
+        raise InactiveKnob(f"activation_bits: the hardware is costed with {int(charged_bits)}-bit activations but "
+                           f"accuracy was measured with {measured}")
