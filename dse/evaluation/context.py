@@ -32,8 +32,8 @@ from dse.training.trainer import CompressionTrainingConfig, TrainedModel, train_
 from hwmodels import ModelShape
 
 __all__ = ["DVFS_TRAIN_ROWS", "MAX_TRAINED_IN_MEMORY", "EvalContext", "TrainingSource", "build_task_context",
-           "check_paths", "check_task_data", "load_arrays", "load_dev_set", "load_dvfs_rows", "prepare_for_study", "save_arrays", "study_trained_model",
-           "study_trial_model", "trained_model", "trial_model"]
+           "check_paths", "check_task_data", "load_arrays", "load_dev_set", "load_dvfs_rows", "prepare_for_study",
+           "save_arrays", "study_trained_model", "study_trial_model", "trained_model", "trial_model"]
 
 log = logging.getLogger(__name__)
 # Training sentences whose off-ramp entropies fit a design's DVFS exit predictor. They run through
