@@ -188,6 +188,12 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
     for task in config.task_settings():  # a killed export's half-written model/ (tens of MB): ours, by name
         remove_stale_temps(out / _task_dir(config, task))
     check_export_target(out, config, number, force=force)  # before any work: refuse early
+    for name, value in trial.user_attrs["knobs"].items():  # e.g. fp32 activations (activation_bits=0) of an older dse
+        try:
+            check_knob_value(name, value)
+        except ValueError as exc:
+            raise DSEError(f"trial {number} was scored with {exc}; an older version of dse allowed it, and its "
+                           "figures describe another design than this version would export: run the study again") from None
     knobs = config.knob_values(trial.user_attrs["knobs"])
     metrics = trial.user_attrs["metrics"]
     keys = _task_prepared_keys(study, config)
