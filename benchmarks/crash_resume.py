@@ -84,13 +84,6 @@ def _check(folder: Path, trials: int) -> tuple[int, bool, str]:
     return duplicates, ok, f"{len(misses)} model evaluations, {orphans} trial(s) re-queued"
 
 
-def _seed_folder(folder: Path, entropy: list[Path]) -> None:
-    """Copy the train-set entropies in: a per-folder cache, not any trial's evaluation."""
-    if entropy:
-        (folder / "cache" / "logits").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(entropy[0], folder / "cache" / "logits" / entropy[0].name)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
@@ -106,18 +99,14 @@ def main() -> None:
     name = _definition(spec, trials=args.trials, dev_subset=args.dev_subset)
     rng = random.Random(args.seed)
 
-    # A clean run fine-tunes into DSE_CACHE_DIR if needed and computes the train-set entropies;
-    # a second one, with those entropies copied in as every run gets them, times a whole run.
-    entropy: list[Path] = []
+    # A clean run fine-tunes into DSE_CACHE_DIR if needed; a second one times a whole run.
     for label in ("reference", "timing"):
-        _seed_folder(work / label / name, entropy)
         start = time.perf_counter()
         ref = subprocess.run(_dse("study", "run", str(spec), "--results-dir", str(work / label)),
                              capture_output=True, text=True)
         if ref.returncode != 0:
             sys.exit(f"{label} run failed: {ref.stderr.strip()}")
         span_s = time.perf_counter() - start
-        entropy = sorted((work / "reference" / name / "cache" / "logits").glob("train-entropy-*.npz"))
     print(f"a whole run takes {span_s:.1f} s; each run is killed at a uniform moment in [0, {span_s:.1f}] s")
 
     lost_total = dup_total = 0
@@ -125,7 +114,6 @@ def main() -> None:
     for i in range(args.runs):
         results = work / f"run-{i:03d}"
         folder = results / name
-        _seed_folder(folder, entropy)
         kill_at = rng.uniform(0.0, span_s)
         child = subprocess.Popen(_dse("study", "run", str(spec), "--results-dir", str(results)),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -351,7 +351,7 @@ EXPECTED: dict[str, str] = {
     "exit-threshold-on-regression": "exit_threshold: stsb is a regression task",
     "embedding-pruning-after-last-step": "train_embedding_pruning > 0 with train_epochs <= 1 can be sampled",
     "edgebert-hw-format-6-bits": "edgebert_hw is the accelerator's AdaptivFloat<8,3> only",
-    "activation-bits-too-few": "activation_bits=2 with weight_format 'paper2020', weight_exp_bits=3 can be sampled",
+    "activation-bits-too-few": "activation_bits: 2 is outside the legal range [4.0, 16.0]",
     "results-config-yaml-error": "{world}/results/damaged-yaml/config.yaml: YAML syntax error",
     "results-config-not-utf8": "{world}/results/damaged-utf8/config.yaml: cannot read (UnicodeDecodeError)",
     "results-storage-edited": "{world}/results/storage-edited/config.yaml: storage was changed to sqlite:",

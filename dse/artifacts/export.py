@@ -60,17 +60,18 @@ def _task_prepared_keys(study: optuna.Study, config: StudyConfig) -> dict[str, s
 def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
                   cache_dir: Path | None = None,
                   tensor_max_abs: dict[str, dict[str, float]] | None = None,
-                  profiles: dict[str, Any] | None = None) -> dict[str, Any]:
+                  profiles: dict[str, Any] | None = None,
+                  train_entropy: dict[str, Any] | None = None) -> dict[str, Any]:
     """The design JSON of a COMPLETE trial (``tensor_max_abs``: per task, per-tensor AdaptivFloat
     biases; ``profiles``: per task, the ``CompressionProfile`` the trial was costed with, needed
-    when it has training-time knobs: see :func:`export_design`)."""
+    when it has training-time knobs; ``train_entropy``: per task, the off-ramp entropies on the
+    DVFS training rows of the trial's own model, needed with DVFS: see :func:`export_design`)."""
     from dse.compression.spec import CompressionSpec
     from dse.evaluation.score import compression_profile
 
     trial = _complete_trial(study, number)
     knobs = trial.user_attrs["knobs"]
     accuracy_knobs = {k: v for k, v in knobs.items() if knob_of(k).affects_accuracy}
-    keys = _task_prepared_keys(study, config)
     accelerator = {}
     for t in config.task_settings():
         task_knobs = knobs_for_task(config.knob_values(knobs), t.name)
@@ -82,8 +83,7 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
                                "the fine-tuned model (export the design folder)")
             profile = compression_profile(spec)
         accelerator[t.name] = accelerator_section(
-            config, task_knobs, task=t, profile=profile,
-            train_entropy=cache_dir / f"train-entropy-{keys[t.name]}.npz" if cache_dir else None,
+            config, task_knobs, task=t, profile=profile, train_entropy=(train_entropy or {}).get(t.name),
             tensor_max_abs=(tensor_max_abs or {}).get(t.name))
     return {
         "_type": EXPORT_TYPE,
@@ -111,22 +111,22 @@ def design_record(study: optuna.Study, config: StudyConfig, number: int, *,
 
 
 def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *, task: TaskSettings | None = None,
-                        profile: Any, train_entropy: Path | None,
+                        profile: Any, train_entropy: Any | None,
                         tensor_max_abs: dict[str, float] | None = None) -> dict[str, Any]:
     """The design as a parameter file in EdgeBERT accelerator terms (``hwmodels``).
 
     ``profile`` is the trial's ``CompressionProfile`` (:func:`dse.evaluation.score.compression_profile`:
     trained sparsity, learned spans, activation bits) and the hardware comes from the same
     function as the trial's, so re-costing the file gives the trial's figures. With DVFS, the
-    entropy -> exit-layer lookup table is fitted on the study's cached training-set entropies,
-    exactly as the trial evaluation does.
+    entropy -> exit-layer lookup table is fitted on ``train_entropy`` (the trial's own model's
+    off-ramp entropies on the DVFS training rows) by the trial evaluation's own function.
     """
     from transformers import AutoConfig
 
     from dse.config import task_spec
     from dse.modeling.loading import resolve_model_source
     from dse.evaluation.score import hardware_config
-    from hwmodels import ModelShape, accelerator_parameter_file, exit_layers_from_entropies, fit_exit_predictor
+    from hwmodels import ModelShape, accelerator_parameter_file
 
     hf_config = AutoConfig.from_pretrained(resolve_model_source(config.model.name))
     task = task or config.task_settings()[0]
@@ -134,18 +134,12 @@ def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *, task: Tas
     hardware = hardware_config(knobs)
     predictor = None
     if hardware.dvfs:
-        if train_entropy is None or not train_entropy.is_file():  # without it the chip would have no LUT
-            raise DSEError(f"a DVFS design's exit-predictor table is fitted on the study's training-set "
-                           f"entropies, and {train_entropy or 'the study cache'} is missing; run the study "
-                           "again to rebuild it")
-        from dse.evaluation.context import load_arrays
+        from dse.evaluation.exits import exit_predictor
 
-        arrays = load_arrays(train_entropy, ("entropy",))  # never unpickled; a damaged one is discarded
-        if arrays is None:
-            raise DSEError(f"{train_entropy} was damaged and has been discarded; run the study again "
-                           "(dse study resume) to rebuild it, then export again")
-        ent = arrays["entropy"]
-        predictor = fit_exit_predictor(ent[:, 0], exit_layers_from_entropies(ent, knobs["exit_threshold"]))
+        if train_entropy is None:  # without it the chip would have no LUT
+            raise DSEError("a DVFS design's exit-predictor table is fitted on its own model's training-row "
+                           "entropies: export the design folder")
+        predictor = exit_predictor(train_entropy, float(knobs["exit_threshold"]))
     return accelerator_parameter_file(hardware, profile, shape, predictor, tensor_max_abs=tensor_max_abs)
 
 
@@ -195,12 +189,19 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
     for task in config.task_settings():  # a killed export's half-written model/ (tens of MB): ours, by name
         remove_stale_temps(out / _task_dir(config, task))
     check_export_target(out, config, number, force=force)  # before any work: refuse early
+    for name, value in trial.user_attrs["knobs"].items():  # e.g. fp32 activations (activation_bits=0) of an older dse
+        try:
+            check_knob_value(name, value)
+        except ValueError as exc:
+            raise DSEError(f"trial {number} was scored with {exc}; an older version of dse allowed it, and its "
+                           "figures describe another design than this version would export: run the study again") from None
     knobs = config.knob_values(trial.user_attrs["knobs"])
     metrics = trial.user_attrs["metrics"]
     keys = _task_prepared_keys(study, config)
     tokenizer = load_tokenizer(resolve_model_source(config.model.name))
     max_abs: dict[str, dict[str, float]] = {}
     profiles = {}
+    train_entropy = {}
     for task in config.task_settings():
         task_knobs = knobs_for_task(knobs, task.name)
         prepared = prepare_for_study(config, task)
@@ -228,13 +229,46 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
                                 if prefix + k in metrics}},
         )
         max_abs[task.name] = _quantized_max_abs(compressed)
-    record = design_record(study, config, number, cache_dir=cache_dir, tensor_max_abs=max_abs, profiles=profiles)
+        if bool(task_knobs["dvfs"]):
+            train_entropy[task.name] = _trial_train_entropy(config, task, trial, compressed, tokenizer, cache_dir)
+    record = design_record(study, config, number, cache_dir=cache_dir, tensor_max_abs=max_abs, profiles=profiles,
+                           train_entropy=train_entropy)
     accelerator = record["_data"]["accelerator"]
     for task in config.task_settings():
         write_design(accelerator[task.name] if config.is_multitask else accelerator,
                      out / _task_dir(config, task) / ACCELERATOR_FILE)
     write_design(record, out / DESIGN_FILE)
     return out
+
+
+def _trial_train_entropy(config: StudyConfig, task: TaskSettings, trial: optuna.trial.FrozenTrial,
+                         compressed: Any, tokenizer: Any, cache_dir: Path | None) -> Any:
+    """The off-ramp entropies on the DVFS training rows of the trial's own model, which its DVFS
+    table was fitted on: read from the trial's logits cache entry (its recorded ``eval_key``),
+    else computed again from ``compressed`` (the same model on the same rows)."""
+    import numpy as np
+
+    from dse.data import resolve_glue_dir
+    from dse.evaluation.cache import DESIGN_ARRAYS
+    from dse.evaluation.context import load_arrays, load_dvfs_rows
+    from dse.modeling.early_exit import entropy
+    from dse.modeling.inference import dev_layer_logits
+
+    details = trial.user_attrs.get("details") or {}
+    if config.is_multitask:
+        details = (details.get("tasks") or {}).get(task.name) or {}
+    key = details.get("eval_key")
+    if cache_dir is not None and isinstance(key, str) and key.isalnum():
+        path = Path(cache_dir) / f"{key}.npz"
+        arrays = load_arrays(path, DESIGN_ARRAYS) if path.is_file() else None  # a damaged one: discarded
+        if arrays is not None:
+            return arrays["train_entropy"]
+    rows = load_dvfs_rows(task.name, tokenizer, glue_dir=resolve_glue_dir(config.data.glue_dir),
+                          max_seq_length=config.model.max_seq_length, seed=config.data.seed,
+                          train_from_dev=task.train_from_dev)
+    if rows is None:
+        return np.zeros((0, compressed.num_layers), dtype=np.float32)  # refused with the trial's reason
+    return entropy(dev_layer_logits(compressed, rows, pad_id=tokenizer.pad_token_id or 0)).T.numpy()
 
 
 def _ours(path: Path, config: StudyConfig) -> set[Path]:

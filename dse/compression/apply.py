@@ -81,7 +81,8 @@ def weight_format(spec: CompressionSpec) -> AdaptivFloatFormat:
 
 def activation_format(spec: CompressionSpec) -> AdaptivFloatFormat | None:
     """Activations use the weights' AdaptivFloat variant and exponent width (at most
-    ``activation_bits - 1``), ``activation_bits`` wide."""
+    ``activation_bits - 1``), ``activation_bits`` wide (None for 0: fp32, which no study design
+    has: the hardware model charges a 4..16-bit datapath, and the guards refuse a mismatch)."""
     if spec.activation_bits == 0:
         return None
     return AdaptivFloatFormat(total_bits=spec.activation_bits,
@@ -98,6 +99,7 @@ def attach_activation_quantization(model: EarlyExitModel, spec: CompressionSpec)
     ids = {id(m) for m in encoder_linears(model).values()}
     handles = attach_activation_quantizers(model.backbone.encoder, fmt, include=lambda _n, m: id(m) in ids)
     model.activation_quantizers = handles  # what the guards check
+    model.activation_format = fmt
     return handles
 
 

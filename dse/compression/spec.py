@@ -58,7 +58,9 @@ class CompressionSpec:
     weight_exp_bits: int = 3
     attention_span: int = 512  # tokens; >= the longest sentence means "no mask"
     weight_format: str = "paper2020"  # AdaptivFloat variant (dse.compression.adaptivfloat)
-    activation_bits: int = 0  # AdaptivFloat width of encoder linear inputs; 0 = not quantized
+    # AdaptivFloat width of encoder linear inputs: the width the hardware model charges, so the
+    # accuracy side simulates it by default too (0 = fp32: only for tools comparing against it)
+    activation_bits: int = 8
     # Training-time knobs: which model the post-training compression above is applied to
     # (the prepared one when they are at their defaults; see dse.training).
     training: TrainingSpec = field(default_factory=TrainingSpec)
@@ -71,9 +73,8 @@ class CompressionSpec:
     def as_dict(self) -> dict:
         """JSON-ready knob values; the training part only when it trains (keeps older cache keys)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
-        for name in ("weight_format", "activation_bits"):  # added later: keep older cache keys
-            if out[name] == _DEFAULTS[name]:
-                del out[name]
+        if out["weight_format"] == _DEFAULTS["weight_format"]:  # added later: keep older cache keys
+            del out["weight_format"]
         if not self.training.is_noop:
             out["training"] = self.training.canonical().model_dump(mode="json")
         return out

@@ -42,8 +42,9 @@ KNOBS: dict[str, Knob] = {
     "weight_format": Knob(kind="categorical", default="paper2020", choices=("paper2020", "ref2022", "edgebert_hw"),
                           affects_accuracy=True,
                           help="AdaptivFloat variant: 2020 paper, 2022 reference, or the accelerator's <8,3> format"),
-    "activation_bits": Knob(kind="int", default=0, low=0, high=16, affects_accuracy=True,
-                            help="AdaptivFloat bits of encoder linear-layer inputs (0 = not quantized)"),
+    "activation_bits": Knob(kind="int", default=8, low=4, high=16, affects_accuracy=True,
+                            help="AdaptivFloat bits of encoder linear-layer inputs: simulated on the accuracy "
+                                 "side and charged by the hardware model"),
     "attention_span": Knob(kind="int", default=512, low=1, high=512, affects_accuracy=True,
                            help="hard attention span in tokens (every head, every layer)"),
     "exit_threshold": Knob(kind="float", default=0.0, low=0.0, high=5.0, affects_accuracy=True,

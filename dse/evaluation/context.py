@@ -1,9 +1,9 @@
 """The evaluation context: everything scoring a design on one task needs, built once per study.
 
 Owns :class:`EvalContext` (the prepared model, the tokenized dev rows, the baseline, the
-train-set entropies DVFS fits on, the model caches), how it is built from a study definition
+training rows each design's DVFS exit predictor is fitted on, the model caches), how it is built from a study definition
 (:func:`build_task_context`, :func:`prepare_for_study`, :func:`load_dev_set`,
-:func:`check_task_data`) and the model a trial's compression starts from (:func:`trial_model`:
+:func:`load_dvfs_rows`, :func:`check_task_data`) and the model a trial's compression starts from (:func:`trial_model`:
 the prepared one, or the one fine-tuned under the trial's training-time knobs).
 """
 
@@ -26,7 +26,7 @@ from dse.errors import DataError, DSEError, ModelError
 from dse.io import DamagedFileError, atomic_write, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset
 from dse.modeling.device import model_device, resolve_device
-from dse.modeling.early_exit import EarlyExitModel, entropy
+from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_tokenizer, resolve_model_source
 from dse.training.prepare import PreparedModel, load_train_rows, prepare_model
@@ -34,12 +34,16 @@ from dse.training.trainer import CompressionTrainingConfig, TrainedModel, train_
 from hwmodels import ModelShape
 
 __all__ = ["DVFS_TRAIN_ROWS", "MAX_TRAINED_IN_MEMORY", "EvalContext", "TrainingSource", "build_task_context",
-           "place_task_context",
-           "check_paths", "check_task_data", "load_arrays", "load_dev_set", "prepare_for_study", "save_arrays", "study_trained_model",
-           "study_trial_model", "trained_model", "trial_model"]
+           "check_paths", "check_task_data", "load_arrays", "load_dev_set", "load_dvfs_rows", "place_task_context",
+           "prepare_for_study", "save_arrays", "study_trained_model", "study_trial_model", "trained_model",
+           "trial_model"]
 
 log = logging.getLogger(__name__)
-DVFS_TRAIN_ROWS = 2000  # training sentences whose off-ramp entropies fit the DVFS predictor
+# Training sentences whose off-ramp entropies fit a design's DVFS exit predictor. They run through
+# every compression setting's own model (once, next to its dev logits), so they cost a fraction of
+# a dev pass (SST-2 dev: 872 rows); 256 still put ~16 sentences in each of the LUT's 16
+# equal-population bins, enough for the 0.9-quantile exit layer each bin stores.
+DVFS_TRAIN_ROWS = 256
 
 
 MAX_TRAINED_IN_MEMORY = 2  # compression-trained models a context holds besides the prepared one
@@ -86,7 +90,7 @@ class EvalContext:
     shape: ModelShape
     baseline_points: float  # main metric of the uncompressed model on this dev set, no exit
     cache_dir: Path | None
-    train_entropy: np.ndarray | None = None  # [rows, layers] off-ramp entropies on train rows
+    dvfs_rows: EncodedSet | None = None  # training rows DVFS predictors are fitted on (never dev rows)
     training_source: TrainingSource | None = None  # where compression-aware fine-tunes get their rows
     faults: FaultsConfig = field(default_factory=FaultsConfig)  # eNVM fault injection (off by default)
     _memory: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # cached arrays by name
@@ -98,6 +102,16 @@ class EvalContext:
         for ids in self.dev.input_ids:
             h.update(np.asarray(ids, dtype=np.int32).tobytes() + b"|")
         h.update(np.asarray(self.dev.labels).tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def dvfs_key(self) -> str | None:
+        """Identifies the DVFS fitting rows (None: the task has none, DVFS designs are refused)."""
+        if self.dvfs_rows is None:
+            return None
+        h = hashlib.sha256()
+        for ids in self.dvfs_rows.input_ids:
+            h.update(np.asarray(ids, dtype=np.int32).tobytes() + b"|")
         return h.hexdigest()[:16]
 
 
@@ -195,30 +209,25 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
     else:
         uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
         ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
-    try:
-        train_ds = load_task_split(spec.name, "train", glue_dir=glue_dir, train_from_dev=task.train_from_dev,
-                                   seed=config.data.seed)
-    except DataError:  # e.g. QNLI/MNLI offline: DVFS trials then fail with a clear reason
-        train_ds = None
-    if train_ds is not None:
-        ctx.train_entropy = _train_entropy(ctx, train_ds, tokenizer, config.model.max_seq_length)
+    ctx.dvfs_rows = load_dvfs_rows(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
+                                   seed=config.data.seed, train_from_dev=task.train_from_dev)
     return ctx
 
 
-def _train_entropy(ctx: EvalContext, train_ds, tokenizer, max_length: int) -> np.ndarray:  # noqa: ANN001
-    """Off-ramp entropies of a seeded train subset (what EdgeBERT fits its exit LUT on); cached."""
-    path = ctx.cache_dir / f"train-entropy-{ctx.prepared_key}.npz" if ctx.cache_dir else None
-    cached = load_arrays(path, ("entropy",)) if path is not None else None
-    if cached is not None:
-        return cached["entropy"]
-    if len(train_ds) > DVFS_TRAIN_ROWS:  # the seeded rows, tokenized alone (not all 67k, then a subset)
-        rows = np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS, replace=False))
-        train_ds = type(train_ds)(train_ds.data.table.take(rows))  # a flat table: encode_dataset reads it
-    train = encode_dataset(train_ds, tokenizer, max_length=max_length)
-    ent = entropy(dev_layer_logits(ctx.model, train, pad_id=ctx.pad_id)).T.numpy()
-    if path is not None:
-        save_arrays(path, {"entropy": ent})
-    return ent
+def load_dvfs_rows(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: Path | None, max_seq_length: int,
+                   seed: int, train_from_dev: float | None = None) -> EncodedSet | None:
+    """The training rows a design's DVFS exit predictor is fitted on (EdgeBERT fits its LUT on
+    the training set): a fixed seeded subset of :data:`DVFS_TRAIN_ROWS` of the train split (with
+    ``train_from_dev``: of the dev rows fine-tuned on, never those scored), tokenized like the dev
+    rows; None when the task has no train split here (DVFS designs then fail with a reason)."""
+    try:
+        train_ds = load_task_split(task, "train", glue_dir=glue_dir, train_from_dev=train_from_dev, seed=seed)
+    except DataError:  # e.g. QNLI/MNLI offline
+        return None
+    if len(train_ds) > DVFS_TRAIN_ROWS:  # pick before tokenizing: the train split can be 400k rows
+        train_ds = train_ds.select(np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS,
+                                                                           replace=False)).tolist())
+    return encode_dataset(train_ds, tokenizer, max_length=max_seq_length)
 
 
 def place_task_context(ctx: EvalContext, device: torch.device) -> None:

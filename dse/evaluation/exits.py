@@ -1,8 +1,9 @@
 """The entropy early-exit rule on cached per-layer logits, and designs the hardware model rejects.
 
 Owns :func:`early_exit_points` (a task's main metric when every row exits at the first layer
-whose off-ramp entropy is below the threshold), :func:`predicted_exit_layers` (EdgeBERT's DVFS
-input, fitted on the train-set entropies) and :class:`InvalidDesign`.
+whose off-ramp entropy is below the threshold), :func:`exit_predictor` (EdgeBERT's DVFS lookup
+table, fitted on the design's own model's training-row entropies), :func:`predicted_exit_layers`
+(its prediction for each dev row) and :class:`InvalidDesign`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import numpy as np
 import torch
 
 from dse.data.metrics import main_metric
+from dse.compression.spec import CompressionSpec
+from dse.evaluation.cache import design_arrays
 from dse.evaluation.context import EvalContext
 from dse.modeling.early_exit import entropy, simulate_early_exit
 from dse.modeling.inference import predictions
-from hwmodels import exit_layers_from_entropies, fit_exit_predictor
+from hwmodels import ExitPredictor, exit_layers_from_entropies, fit_exit_predictor
 
-__all__ = ["InvalidDesign", "early_exit_points", "predicted_exit_layers"]
+__all__ = ["InvalidDesign", "early_exit_points", "exit_predictor", "predicted_exit_layers"]
 
 
 class InvalidDesign(ValueError):
@@ -33,12 +36,19 @@ def early_exit_points(task: str, layer_logits: torch.Tensor, labels: np.ndarray,
     return 100 * main_metric(task, predictions(exit_logits), labels), exit_layers
 
 
-def predicted_exit_layers(ctx: EvalContext, logits: torch.Tensor, threshold: float) -> np.ndarray:
-    """EdgeBERT's DVFS input: each sentence's exit layer predicted from layer 1's entropy by a
-    lookup table fitted on the training set's off-ramp entropies."""
-    if ctx.train_entropy is None:
+def exit_predictor(train_entropy: np.ndarray, threshold: float) -> ExitPredictor:
+    """EdgeBERT's DVFS lookup table (layer-1 entropy -> exit layer) for ``threshold``, fitted on
+    ``train_entropy`` (``[training rows, layers]`` off-ramp entropies of the design's own model)."""
+    if len(train_entropy) == 0:
         raise InvalidDesign("DVFS needs training-set entropies, and this task has no train split")
-    predictor = fit_exit_predictor(
-        ctx.train_entropy[:, 0], exit_layers_from_entropies(ctx.train_entropy, threshold)
-    )
-    return predictor.predict(entropy(logits[0]).numpy())
+    return fit_exit_predictor(train_entropy[:, 0], exit_layers_from_entropies(train_entropy, threshold))
+
+
+def predicted_exit_layers(ctx: EvalContext, spec: CompressionSpec, logits: torch.Tensor,
+                          threshold: float) -> np.ndarray:
+    """EdgeBERT's DVFS input: each dev sentence's exit layer predicted from layer 1's entropy by
+    the lookup table fitted on the training rows' entropies of ``spec``'s own (compressed,
+    re-trained) model: the model the chip runs, never the dev rows it is scored on (cached with
+    its logits)."""
+    arrays, _ = design_arrays(ctx, spec)
+    return exit_predictor(arrays["train_entropy"], threshold).predict(entropy(logits[0]).numpy())

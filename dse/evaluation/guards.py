@@ -3,7 +3,9 @@
 A knob that silently does nothing (a mask that never reaches the weights, a span mask skipped
 at some batch size, as in EdgeBERT's own code, a quantizer that leaves tensors untouched) would
 make the study credit a design with savings it does not have. Each check raises
-:class:`InactiveKnob` with a reason that names the knob.
+:class:`InactiveKnob` with a reason that names the knob. :func:`check_activation_width` refuses a
+design whose accuracy was measured with another activation format than the hardware model
+charges (:func:`simulated_activation_bits` reads the width off the model that was run).
 
 Hardware knobs that only choose how the chip works (:data:`GUARDED_HARDWARE_KNOBS`: the sparse
 storage format, where the weights live, DVFS's layer-1 voltage) are checked on the hardware
@@ -29,8 +31,9 @@ from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 from hwmodels import BatchResult, CompressionProfile, HardwareConfig, HardwareResult, ModelShape, evaluate_configs
 
-__all__ = ["GUARDED_HARDWARE_KNOBS", "InactiveKnob", "SPARSITY_TOLERANCE", "check_hardware_knobs_active",
-           "check_knobs_active", "inert_hardware_knobs"]
+__all__ = ["GUARDED_HARDWARE_KNOBS", "InactiveKnob", "SPARSITY_TOLERANCE", "check_activation_width",
+           "check_hardware_knobs_active", "check_knobs_active", "inert_hardware_knobs",
+           "simulated_activation_bits"]
 
 GUARDED_HARDWARE_KNOBS = ("sparse_format", "weight_store", "dvfs_layer1")
 
@@ -163,3 +166,22 @@ def check_hardware_knobs_active(shape: ModelShape, tokens: np.ndarray, exit_laye
         hint = " (DVFS is off)" if knob == "dvfs_layer1" and not hardware.dvfs else ""
         raise InactiveKnob(f"{knob}={getattr(hardware, knob)} changed no figure of this design against "
                            f"{knob}={KNOBS[knob].default}{hint}")
+
+
+def simulated_activation_bits(model: EarlyExitModel) -> int:
+    """The activation width ``model``'s forward pass simulates: the AdaptivFloat width quantizing
+    the input of every encoder matmul, or 0 (fp32) when some or all of them are not quantized."""
+    fmt = getattr(model, "activation_format", None)
+    hooked = len(getattr(model, "activation_quantizers", []))
+    if fmt is None or hooked != len(_unique(encoder_linears(model))):
+        return 0
+    return int(fmt.total_bits)
+
+
+def check_activation_width(simulated_bits: int, charged_bits: int) -> None:
+    """Refuse a design whose accuracy was measured with activations of another width than the
+    hardware model charges it for (``simulated_bits`` 0: fp32, which no datapath here has)."""
+    if int(simulated_bits) != int(charged_bits):
+        measured = "fp32 activations" if simulated_bits == 0 else f"{int(simulated_bits)}-bit activations"
+        raise InactiveKnob(f"activation_bits: the hardware is costed with {int(charged_bits)}-bit activations but "
+                           f"accuracy was measured with {measured}")

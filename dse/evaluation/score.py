@@ -18,11 +18,11 @@ import torch
 
 from dse.compression.spec import CompressionSpec
 from dse.config import KNOBS
-from dse.evaluation.cache import eval_key, layer_logits
+from dse.evaluation.cache import design_arrays, eval_key
 from dse.evaluation.context import EvalContext, trained_model
 from dse.evaluation.exits import InvalidDesign, early_exit_points, predicted_exit_layers
 from dse.evaluation.faults import FaultOutcome, WeightStorage, fault_outcome
-from dse.evaluation.guards import check_hardware_knobs_active
+from dse.evaluation.guards import check_activation_width, check_hardware_knobs_active
 from dse.modeling.span import span_for_hardware
 from hwmodels import CompressionProfile, HardwareConfig, HardwareResult, evaluate_hardware
 
@@ -77,8 +77,7 @@ def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None, *
         embedding_density=1.0 - max(spec.embedding_pruning, t.train_embedding_pruning),
         weight_bits=spec.weight_bits,
         weight_exp_bits=spec.weight_exp_bits,
-        # unquantized activations: the datapath default (8 bits, EdgeBERT's AF8 activations)
-        **({"activation_bits": spec.activation_bits} if spec.activation_bits else {}),
+        activation_bits=spec.activation_bits,  # the width the accuracy side simulated (guards)
         attention_span=span,
     )
 
@@ -157,12 +156,15 @@ class DesignScore:
 def score_design(ctx: EvalContext, knobs: dict[str, Any]) -> DesignScore:
     """Score one design on ``ctx``'s task (``knobs``: every knob's value, as that task sees them)."""
     spec = CompressionSpec.from_knobs(knobs)
-    logits, hit = layer_logits(ctx, spec)
+    arrays, hit = design_arrays(ctx, spec)
+    logits = torch.from_numpy(arrays["logits"])
     points, exit_layers = early_exit_points(ctx.task, logits, ctx.dev.labels, float(knobs["exit_threshold"]))
 
     profile = compression_profile(spec, ctx)
+    check_activation_width(int(arrays["activation_bits"]), profile.activation_bits)
     hardware = hardware_config(knobs)
-    predicted = predicted_exit_layers(ctx, logits, float(knobs["exit_threshold"])) if hardware.dvfs else None
+    predicted = (predicted_exit_layers(ctx, spec, logits, float(knobs["exit_threshold"]))
+                 if hardware.dvfs else None)
     hw = evaluate_hardware(
         ctx.shape, tokens=ctx.dev.lengths, exit_layers=exit_layers.numpy(),
         compression=profile, hardware=hardware, predicted_exit_layers=predicted,

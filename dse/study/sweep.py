@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 
 from dse.compression.spec import CompressionSpec
 from dse.config import StudyConfig, knobs_for_task
-from dse.evaluation.cache import layer_logits
+from dse.evaluation.cache import design_arrays
 from dse.evaluation.context import EvalContext
 from dse.evaluation.exits import early_exit_points, predicted_exit_layers
 from dse.evaluation.faults import WeightStorage, fault_outcome
-from dse.evaluation.guards import inert_hardware_knobs
+from dse.evaluation.guards import check_activation_width, inert_hardware_knobs
 from dse.evaluation.multitask import MultiTaskContext, combine_scores
 from dse.evaluation.score import DesignScore, compression_profile, design_metrics, hardware_config
 from dse.study.pareto import pareto_mask
@@ -112,8 +113,10 @@ def _task_scores(ctx: EvalContext, points: list[dict[str, Any]]) -> list[DesignS
     cached logits: the thresholds on the logits, the hardware in one vectorised call per
     threshold; None for a design the hardware model rejects."""
     spec = CompressionSpec.from_knobs(points[0])
-    logits, _ = layer_logits(ctx, spec)
+    arrays, _ = design_arrays(ctx, spec)
+    logits = torch.from_numpy(arrays["logits"])
     profile = compression_profile(spec, ctx)
+    check_activation_width(int(arrays["activation_bits"]), profile.activation_bits)
     by_threshold: dict[float, list[int]] = {}
     for i, point in enumerate(points):
         by_threshold.setdefault(float(point["exit_threshold"]), []).append(i)
@@ -122,7 +125,7 @@ def _task_scores(ctx: EvalContext, points: list[dict[str, Any]]) -> list[DesignS
     for threshold, rows in by_threshold.items():
         accuracy, exits = early_exit_points(ctx.task, logits, ctx.dev.labels, threshold)
         hardware = [hardware_config(points[i]) for i in rows]
-        predicted = predicted_exit_layers(ctx, logits, threshold) if any(h.dvfs for h in hardware) else None
+        predicted = predicted_exit_layers(ctx, spec, logits, threshold) if any(h.dvfs for h in hardware) else None
         batch = evaluate_configs(ctx.shape, tokens=ctx.dev.lengths, exit_layers=exits.numpy(),
                                  compressions=[profile] * len(rows), hardwares=hardware,
                                  predicted_exit_layers=predicted)

@@ -45,3 +45,11 @@ def tiny_context(cache_dir: Path | None, *, rows: int = 32, baseline_points: flo
     return EvalContext(task="sst2", model=model, prepared_key="tiny", dev=dev, pad_id=0,
                        shape=ModelShape.from_hf_config(cfg, num_labels=2), baseline_points=baseline_points,
                        cache_dir=cache_dir, faults=faults or FaultsConfig())
+
+
+def tiny_train_rows(n: int = 48, seed: int = 1) -> EncodedSet:
+    """Synthetic training rows for a tiny context's DVFS predictor (``ctx.dvfs_rows``), disjoint
+    from its dev rows (another seed)."""
+    rng = np.random.default_rng(seed)
+    ids = [[98, *rng.integers(1, 98, int(k)).tolist(), 99] for k in rng.integers(3, 20, n)]
+    return EncodedSet(ids, [[0] * len(r) for r in ids], rng.integers(0, 2, n))

@@ -182,3 +182,18 @@ def test_export_refuses_a_read_only_target_before_any_work(tmp_path: Path) -> No
     finally:
         locked.chmod(0o755)
     assert not target.exists()
+
+
+def test_export_refuses_a_trial_scored_with_fp32_activations(tmp_path: Path) -> None:
+    # issue #15 item 3: an older dse measured accuracy with fp32 activations (activation_bits=0)
+    # and charged 8 bits; such a trial has no coherent design to export
+    config = _config()
+    study = optuna.create_study(directions=config.directions())
+    study.add_trial(optuna.trial.create_trial(
+        params={"exit_threshold": 0.3}, distributions={"exit_threshold": FloatDistribution(0, 1)},
+        values=[METRICS[n] for n in config.objective_names()],
+        user_attrs={"knobs": {**config.knob_values({"exit_threshold": 0.3}), "activation_bits": 0},
+                    "metrics": METRICS}))
+    with pytest.raises(DSEError, match="trial 0 was scored with activation_bits: 0 is outside the legal range") as err:
+        export_design(study, config, 0, tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()

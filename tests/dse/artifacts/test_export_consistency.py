@@ -1,5 +1,6 @@
 """One design, one truth: the exported chip, re-costed by ``hwmodels`` alone on the exported
-model's own dev workload, gives exactly the trial's recorded cost (issue #15, item 5)."""
+model's own dev workload, gives exactly the trial's recorded cost (issue #15, item 5), and its
+DVFS table is the one fitted on that model's own training-row entropies (item 2)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def test_reexported_chip_costs_what_the_trial_recorded(tmp_path: Path, shared_ca
 def _check_recosted(study, number: int, out: Path) -> None:  # noqa: ANN001
     from dse.artifacts.hf_export import exported_dev_rows, load_exported_model
     from dse.config import task_spec
+    from dse.evaluation.context import load_dvfs_rows
+    from dse.evaluation.exits import exit_predictor
     from dse.modeling.early_exit import entropy
+    from dse.modeling.inference import dev_layer_logits
     from hwmodels import ModelShape, design_from_parameter_file, evaluate_hardware
 
     trial = study.optuna_study().trials[number]
@@ -82,6 +86,13 @@ def _check_recosted(study, number: int, out: Path) -> None:  # noqa: ANN001
     # the workload: the exported model on the dev rows its trial used (no study, no Optuna)
     model = load_exported_model(exported.path / "model")
     rows = exported_dev_rows(model)
+    # the DVFS table: fitted on the trial's own (trained, compressed) model's entropies on the
+    # study's DVFS training rows, not on the prepared model's (item 2)
+    train = load_dvfs_rows("sst2", model.tokenizer, glue_dir=GLUE, max_seq_length=128, seed=0)
+    own = entropy(dev_layer_logits(model.model, train, pad_id=model.tokenizer.pad_token_id or 0)).T.numpy()
+    fitted = exit_predictor(own, trial.params["exit_threshold"])
+    np.testing.assert_array_equal(predictor.exit_layer_per_bin, fitted.exit_layer_per_bin)
+    np.testing.assert_allclose(predictor.inner_edges, fitted.inner_edges, rtol=1e-12)
     logits = model.layer_logits(rows)
     exits = model.score(rows).exit_layers
     shape = ModelShape.from_hf_config(model.model.config, num_labels=task_spec("sst2").num_labels)

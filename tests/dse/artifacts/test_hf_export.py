@@ -29,8 +29,9 @@ from dse.modeling.early_exit import EarlyExitModel, entropy, simulate_early_exit
 from dse.modeling.inference import dev_layer_logits, predictions
 
 WORDS = ["".join(p) for p in itertools.product("abcdefghij", repeat=2)][:95]
+# fp32 activations (not a study setting): the deploy tests compare the fp32 artifact with it exactly
 SPEC = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.25, weight_bits=6, weight_exp_bits=3,
-                       attention_span=4)
+                       attention_span=4, activation_bits=0)
 
 
 def tiny_tokenizer() -> BertTokenizerFast:

@@ -77,10 +77,13 @@ def test_weight_format_selects_the_adaptivfloat_variant(tiny_model, variant: str
     assert not torch.equal(encoder_linears(paper)[name].weight, want)
 
 
-def test_new_knobs_at_defaults_keep_older_cache_keys() -> None:
+def test_cache_key_fields() -> None:
+    # weight_format at its default keeps older keys; activation_bits is always in the key (its
+    # default became 8: quantized activations, not the fp32 ones older keys stood for)
     assert set(CompressionSpec().as_dict()) == {"encoder_pruning", "embedding_pruning", "weight_bits",
-                                                "weight_exp_bits", "attention_span"}
-    assert CompressionSpec(activation_bits=8).as_dict()["activation_bits"] == 8
+                                                "weight_exp_bits", "attention_span", "activation_bits"}
+    assert CompressionSpec().as_dict()["activation_bits"] == 8
+    assert CompressionSpec(activation_bits=0).as_dict() != CompressionSpec().as_dict()
 
 
 def test_activation_quantization_hooks_every_encoder_matmul(tiny_model, tiny_batch) -> None:  # noqa: ANN001

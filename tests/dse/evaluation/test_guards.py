@@ -11,7 +11,7 @@ import torch
 
 from dse.compression.apply import compress, encoder_linears
 from dse.compression.spec import CompressionSpec
-from dse.evaluation.guards import InactiveKnob, check_knobs_active
+from dse.evaluation.guards import InactiveKnob, check_activation_width, check_knobs_active, simulated_activation_bits
 from dse.modeling.batching import EncodedSet
 
 
@@ -36,8 +36,9 @@ def test_active_compression_passes(tiny_model, knob: str, spec: CompressionSpec)
     out, _ = compress(tiny_model, spec)
     check_knobs_active(tiny_model, out, spec, dev=DEV, pad_id=0)
     # every compression quantizes weights, so "weights never quantized" is the original model itself
-    without = tiny_model if knob == "weight_bits" else compress(
-        tiny_model, dataclasses.replace(spec, **{knob: getattr(CompressionSpec(), knob)}))[0]
+    # (activations: fp32, no longer the default, which quantizes them to the charged 8 bits)
+    off = 0 if knob == "activation_bits" else getattr(CompressionSpec(), knob)
+    without = tiny_model if knob == "weight_bits" else compress(tiny_model, dataclasses.replace(spec, **{knob: off}))[0]
     with pytest.raises(InactiveKnob, match=knob):
         check_knobs_active(tiny_model, without, spec, dev=DEV, pad_id=0)
 
@@ -147,10 +148,10 @@ KNOB_DEFAULTS = {"sparse_format": "bitmask", "weight_store": "sram", "dvfs_layer
 def test_trial_with_an_inert_hardware_knob_is_refused(tmp_path, knobs: dict, reason: str) -> None:  # noqa: ANN001
     from dse.evaluation import evaluate_trial
 
-    from ..tiny_eval import tiny_config, tiny_context
+    from ..tiny_eval import tiny_config, tiny_context, tiny_train_rows
 
     ctx = tiny_context(tmp_path, rows=8)
-    ctx.train_entropy = np.random.default_rng(0).random((16, 3))  # what DVFS fits its predictor on
+    ctx.dvfs_rows = tiny_train_rows()  # what DVFS fits its predictor on
     base = tiny_config().knob_values({})
     with pytest.raises(InactiveKnob, match=reason):
         evaluate_trial(ctx, {**base, **knobs})
@@ -165,10 +166,10 @@ def test_trial_with_an_inert_hardware_knob_is_refused(tmp_path, knobs: dict, rea
 def test_each_new_hardware_knob_changes_the_trial(tmp_path, knobs: dict) -> None:  # noqa: ANN001
     from dse.evaluation import evaluate_trial
 
-    from ..tiny_eval import tiny_config, tiny_context
+    from ..tiny_eval import tiny_config, tiny_context, tiny_train_rows
 
     ctx = tiny_context(tmp_path, rows=8)
-    ctx.train_entropy = np.random.default_rng(0).random((16, 3))
+    ctx.dvfs_rows = tiny_train_rows()
     base = {**tiny_config().knob_values({}), **{k: v for k, v in knobs.items() if k not in KNOB_DEFAULTS}}
     before = evaluate_trial(ctx, base).metrics
     after = evaluate_trial(ctx, {**base, **knobs}).metrics
@@ -194,3 +195,38 @@ def test_certainly_inert_hardware_knobs_fail_before_the_model_runs(knobs: dict, 
     with pytest.raises(InactiveKnob, match=reason):
         hardware_bounds(ctx, {**base, **knobs})
     hardware_bounds(ctx, {**base, **knobs, "dvfs": True, "sram_kb": 4096.0})  # where they act: bounds as usual
+
+
+def test_the_default_design_simulates_the_activation_width_it_is_charged(tiny_model) -> None:  # noqa: ANN001
+    # issue #15 item 3: the hardware model charges 8-bit activations by default, so the accuracy
+    # side must run them through the 8-bit AdaptivFloat quantizer by default too
+    from dse.config import KNOBS
+    from dse.evaluation.score import compression_profile
+
+    spec = CompressionSpec.from_knobs({n: k.default for n, k in KNOBS.items()})
+    out, _ = compress(tiny_model, spec)
+    assert simulated_activation_bits(out) == compression_profile(spec).activation_bits == 8
+    assert simulated_activation_bits(tiny_model) == 0  # fp32
+    out.activation_quantizers.pop().remove()  # one matmul input left in fp32: not an 8-bit datapath
+    assert simulated_activation_bits(out) == 0
+
+
+def test_a_design_measured_at_another_activation_width_is_refused(tmp_path) -> None:  # noqa: ANN001
+    from dse.evaluation.cache import eval_key
+    from dse.evaluation.score import score_design
+
+    from ..tiny_eval import tiny_config, tiny_context
+
+    check_activation_width(8, 8)
+    with pytest.raises(InactiveKnob, match="costed with 8-bit activations but accuracy was measured with fp32"):
+        check_activation_width(0, 8)
+    knobs = tiny_config().knob_values({})
+    ctx = tiny_context(tmp_path)
+    score_design(ctx, knobs)
+    spec = CompressionSpec.from_knobs(knobs)
+    path = tmp_path / f"{eval_key(ctx, spec)}.npz"
+    with np.load(path) as saved:  # the same entry, but its logits measured with 6-bit activations
+        arrays = {**{k: saved[k] for k in saved.files}, "activation_bits": np.asarray(6)}
+    np.savez(path, **arrays)
+    with pytest.raises(InactiveKnob, match="costed with 8-bit activations but accuracy was measured with 6-bit"):
+        score_design(tiny_context(tmp_path), knobs)

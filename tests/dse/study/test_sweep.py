@@ -14,6 +14,8 @@ from dse.study.pareto import pareto_mask
 from dse.study.sweep import cheap_knob_grid, sweep_cheap_knobs
 from hwmodels import ModelShape
 
+from ..tiny_eval import tiny_train_rows
+
 
 def test_grid_spreads_each_distribution_and_skips_compression_knobs() -> None:
     dists = {
@@ -113,7 +115,7 @@ def test_sweep_covers_the_new_hardware_knobs_and_skips_inert_ones(tiny_model) ->
                          "weight_store": {"type": "categorical", "choices": ["sram", "envm", "dram"]}},
     }, source="test")
     ctx = _six_sentence_context(tiny_model)
-    ctx.train_entropy = np.random.default_rng(0).random((16, ctx.shape.num_layers))
+    ctx.dvfs_rows = tiny_train_rows()
     dists = distributions(config)
     assert set(cheap_knob_grid(dists, per_knob=2)) == {"dvfs", "dvfs_layer1", "sparse_format", "weight_store"}
     base = config.knob_values({"dvfs": True, "dvfs_layer1": "nominal", "sparse_format": "bitmask",
