@@ -124,12 +124,14 @@ def test_the_suite_covers_every_file_of_a_study_folder(base: tuple[Path, dict]) 
 # --- a design export: design.json, accelerator.json, model/ (Hugging Face folder) ---------------
 
 EXPORT_FILES = ["design.json", "accelerator.json", "model/config.json", "model/model.safetensors",
-                "model/off_ramps.safetensors", "model/tokenizer.json", "model/tokenizer_config.json"]
+                "model/off_ramps.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
+                "model/README.md"]
 # Which files each command reads back: `evaluate EXPORT` rebuilds the design from design.json alone
 # (so it is run on that file only: on the others it would fine-tune the study's real model);
 # `evaluate --model` and `deploy` read the model folder; nothing reads accelerator.json back
-# (it is for the accelerator's tools), so damage to it must change nothing.
-EXPORT_COMMANDS = {"evaluate": ["design.json"], "evaluate-model": EXPORT_FILES[2:], "deploy": EXPORT_FILES[2:]}
+# (it is for the accelerator's tools), nor the model card (model/README.md, for people), so damage to
+# them must change nothing.
+EXPORT_COMMANDS = {"evaluate": ["design.json"], "evaluate-model": EXPORT_FILES[2:-1], "deploy": EXPORT_FILES[2:-1]}
 EXPORT_CASES = [(f, how, c) for f in EXPORT_FILES for how in DAMAGE for c in EXPORT_COMMANDS
                 if c != "evaluate" or f in EXPORT_COMMANDS["evaluate"]]
 
