@@ -62,8 +62,20 @@ def evaluate_trace(csv_path: Path, options: TraceOptions) -> dict[str, Any]:
     csv_path = Path(csv_path)
     entropies, tokens = read_trace(csv_path)
     fit_path = options.fit_trace
+    fit_entropies = read_trace(fit_path)[0] if fit_path is not None else None
+    try:
+        shape = ModelShape.from_hf_config(load_model_config(options.model), num_labels=options.num_labels)
+    except (ValueError, AttributeError, TypeError) as exc:  # a config.json with odd values
+        raise DSEError(f"{options.model}: not a usable model config ({str(exc).strip().splitlines()[0]})") from None
+    for path, h in ((csv_path, entropies), (fit_path, fit_entropies)):
+        if h is not None and h.shape[1] != shape.num_layers:
+            raise DSEError(f"{path} has {h.shape[1]} layers but {options.model} has {shape.num_layers}")
+    threshold = np.asarray(options.threshold, dtype=float)
+    if threshold.ndim == 1 and threshold.size != shape.num_layers:
+        raise DSEError(f"threshold has {threshold.size} values but {options.model} has {shape.num_layers} "
+                       "layers; give one threshold, or one per layer")
+
     if fit_path is not None:
-        fit_entropies, _ = read_trace(fit_path)
         if _same_file(csv_path, fit_path):
             raise DSEError(f"fit_trace {fit_path} is the trace being scored; the DVFS predictor must be "
                            "fitted on other sentences (give another trace, or no fit_trace to hold out part "
@@ -78,18 +90,6 @@ def evaluate_trace(csv_path: Path, options: TraceOptions) -> dict[str, Any]:
         fit_entropies = entropies[fit_rows]
         fit = {"source": "held_out", "trace": str(csv_path), "sentences": int(len(fit_rows)),
                "fraction": options.fit_fraction, "seed": options.fit_seed}
-
-    try:
-        shape = ModelShape.from_hf_config(load_model_config(options.model), num_labels=options.num_labels)
-    except (ValueError, AttributeError, TypeError) as exc:  # a config.json with odd values
-        raise DSEError(f"{options.model}: not a usable model config ({str(exc).strip().splitlines()[0]})") from None
-    for path, h in ((csv_path, entropies), (fit_path, fit_entropies)):
-        if path is not None and h.shape[1] != shape.num_layers:
-            raise DSEError(f"{path} has {h.shape[1]} layers but {options.model} has {shape.num_layers}")
-    threshold = np.asarray(options.threshold, dtype=float)
-    if threshold.ndim == 1 and threshold.size != shape.num_layers:
-        raise DSEError(f"threshold has {threshold.size} values but {options.model} has {shape.num_layers} "
-                       "layers; give one threshold, or one per layer")
 
     exits = exit_layers_from_entropies(entropies[scored], threshold)
     predictor = predicted = None
@@ -106,6 +106,7 @@ def evaluate_trace(csv_path: Path, options: TraceOptions) -> dict[str, Any]:
         "energy_uj": hw.mean_energy_uj, "latency_ms": hw.mean_latency_ms,
         "p95_latency_ms": hw.p95_latency_ms, "target_met_fraction": hw.fraction_target_met,
         "area_mm2": hw.area_mm2, "memory_mb": hw.memory_bytes / 1e6, "valid": hw.valid,
+        "invalid_reason": hw.invalid_reason,
         "scored": {"trace": str(csv_path), "sentences": int(len(scored))},
         "dvfs_fit": fit,
         "exit_predictor": None if predictor is None else {
