@@ -302,30 +302,30 @@ def trace(
     threshold: Annotated[Optional[str], typer.Option(
         "--threshold", help="entropy exit threshold (nats): one, or one per layer (comma-separated)")] = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="model whose shape to cost: name, folder or config.json [all-MiniLM-L6-v2]")] = None,
-    num_labels: Annotated[Optional[int], typer.Option("--num-labels", help="classes [2]")] = None,
+        "--model", help="model whose shape to cost: name, folder or config.json (default all-MiniLM-L6-v2)")] = None,
+    num_labels: Annotated[Optional[int], typer.Option("--num-labels", help="classes (default 2)")] = None,
     encoder_density: Annotated[Optional[float], typer.Option(
-        "--encoder-density", help="non-zero fraction of encoder weights [1.0]")] = None,
+        "--encoder-density", help="non-zero fraction of encoder weights (default 1.0)")] = None,
     embedding_density: Annotated[Optional[float], typer.Option(
-        "--embedding-density", help="non-zero fraction of embedding entries [1.0]")] = None,
-    weight_bits: Annotated[Optional[int], typer.Option("--weight-bits", help="AdaptivFloat weight bits [8]")] = None,
+        "--embedding-density", help="non-zero fraction of embedding entries (default 1.0)")] = None,
+    weight_bits: Annotated[Optional[int], typer.Option("--weight-bits", help="AdaptivFloat weight bits (default 8)")] = None,
     weight_exp_bits: Annotated[Optional[int], typer.Option(
-        "--weight-exp-bits", help="AdaptivFloat weight exponent bits [3]")] = None,
+        "--weight-exp-bits", help="AdaptivFloat weight exponent bits (default 3)")] = None,
     activation_bits: Annotated[Optional[int], typer.Option(
-        "--activation-bits", help="datapath activation bits [8]")] = None,
+        "--activation-bits", help="datapath activation bits (default 8)")] = None,
     attention_span: Annotated[Optional[int], typer.Option(
-        "--attention-span", help="largest query-key distance attended [full]")] = None,
-    vmac_lanes: Annotated[Optional[int], typer.Option("--vmac-lanes", help="VMAC lanes [16]")] = None,
-    vector_size: Annotated[Optional[int], typer.Option("--vector-size", help="MACs per lane [16]")] = None,
-    sram_kb: Annotated[Optional[float], typer.Option("--sram-kb", help="SRAM buffer, KiB [64]")] = None,
-    envm_cell: Annotated[Optional[str], typer.Option("--envm-cell", help="eNVM cell [rram_mlc2]")] = None,
+        "--attention-span", help="largest query-key distance attended (default full)")] = None,
+    vmac_lanes: Annotated[Optional[int], typer.Option("--vmac-lanes", help="VMAC lanes (default 16)")] = None,
+    vector_size: Annotated[Optional[int], typer.Option("--vector-size", help="MACs per lane (default 16)")] = None,
+    sram_kb: Annotated[Optional[float], typer.Option("--sram-kb", help="SRAM buffer, KiB (default 64)")] = None,
+    envm_cell: Annotated[Optional[str], typer.Option("--envm-cell", help="eNVM cell (default rram_mlc2)")] = None,
     voltage_v: Annotated[Optional[float], typer.Option(
-        "--voltage-v", "--voltage", help="supply voltage, V; with DVFS layer 1's [0.8]")] = None,
+        "--voltage-v", "--voltage", help="supply voltage, V; with DVFS layer 1's (default 0.8)")] = None,
     latency_target_ms: Annotated[Optional[float], typer.Option(
         "--latency-target-ms", "--dvfs-target-ms", help="per-sentence latency target: turns DVFS on")] = None,
     fit_fraction: Annotated[Optional[float], typer.Option(
-        "--fit-fraction", help="held-out part of the trace that fits the DVFS predictor, 0..1 exclusive [0.25]")] = None,
-    fit_seed: Annotated[Optional[int], typer.Option("--fit-seed", help="seed of the held-out rows [0]")] = None,
+        "--fit-fraction", help="held-out part of the trace that fits the DVFS predictor, 0 < F < 1 (default 0.25)")] = None,
+    fit_seed: Annotated[Optional[int], typer.Option("--fit-seed", help="seed of the held-out rows (default 0)")] = None,
     fit_trace: Annotated[Optional[Path], typer.Option(
         "--fit-trace", help="a second trace that fits the DVFS predictor instead (every row scored)")] = None,
 ) -> None:
