@@ -183,3 +183,13 @@ def test_layer_counts_must_match(tmp_path: Path) -> None:
         _run(**BASE, fit_trace=short)
     with pytest.raises(DSEError, match="threshold has 3 values but .* has 12 layers"):
         _run(**{**BASE, "threshold": [0.1, 0.2, 0.3]})
+
+
+def test_the_example_traces_are_what_their_script_writes() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_traces", EXAMPLE / "make_traces.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert TRACE.read_text() == module.trace(48, seed=1)
+    assert FIT_TRACE.read_text() == module.trace(32, seed=2)
