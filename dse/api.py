@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dse.config import StudyConfig, TaskSettings, check_knob_value, config_hash, load_study_config
+from dse.config import StudyConfig, TaskSettings, config_hash, load_study_config
 from dse.errors import DSEError
 
 if TYPE_CHECKING:  # pragma: no cover - types only: the modules behind them are heavy
@@ -351,60 +351,24 @@ def prepare(definition: PathLike | StudyConfig, *, progress: Callable[[PreparedT
     return out
 
 
-def evaluate_trace(csv_path: PathLike, *, threshold: float, model: str = "all-MiniLM-L6-v2", num_labels: int = 2,
-                   vmac_lanes: int = 16, sram_kb: float = 64.0, envm_cell: str = "rram_mlc2",
-                   voltage_v: float = 0.8, latency_target_ms: float | None = None) -> dict[str, Any]:
+def evaluate_trace(csv_path: PathLike, *, profile: PathLike | None = None, **options: Any) -> dict[str, Any]:
     """Drive the hardware model with an external per-sentence entropy trace (CSV with columns
-    ``tokens,entropy_1..entropy_L``): exits under ``threshold`` (nats), energy, latency, area.
+    ``tokens,entropy_1..entropy_L``): exits, energy, latency, area of its scored sentences.
 
-    ``model``: whose shapes to use; ``latency_target_ms``: turns on DVFS aiming for it.
+    ``profile``: a YAML or JSON file of trace options; ``options`` (any field of
+    :class:`dse.config.trace.TraceOptions`: ``threshold`` (nats, one or one per layer), ``model``
+    (a model or a ``config.json`` file), ``num_labels``, the compression profile
+    (``encoder_density``, ``embedding_density``, ``weight_bits``, ``weight_exp_bits``,
+    ``activation_bits``, ``attention_span``), the accelerator (``vmac_lanes``, ``vector_size``,
+    ``sram_kb``, ``envm_cell``, ``voltage_v``, ``latency_target_ms``: DVFS on), and where the DVFS
+    predictor is fitted (``fit_fraction`` and ``fit_seed`` of held-out rows, or ``fit_trace``))
+    override the profile's values. The predictor is never fitted on a scored row.
     """
-    import csv
+    from dse.config.trace import load_trace_options
+    from dse.evaluation.trace import evaluate_trace as evaluate
 
-    from transformers import AutoConfig
-
-    from dse.modeling.loading import resolve_model_source
-    from hwmodels import (CompressionProfile, HardwareConfig, ModelShape, evaluate_hardware,
-                          exit_layers_from_entropies, fit_exit_predictor, load_entropy_trace)
-
-    csv_path = Path(csv_path)
-    # before any work, each a line naming the problem (not a pydantic dump, not a misleading "does not exist")
-    if csv_path.is_dir():
-        raise DSEError(f"{csv_path} is a folder; give the CSV trace file")
-    if not csv_path.is_file():
-        raise DSEError(f"{csv_path}: no such file")
-    try:
-        check_knob_value("envm_cell", envm_cell)
-    except ValueError as exc:
-        raise DSEError(f"--envm-cell: {str(exc).removeprefix('envm_cell: ')}") from None
-    try:
-        entropies, tokens = load_entropy_trace(csv_path)
-    except (UnicodeDecodeError, csv.Error):  # csv.Error: NUL bytes
-        raise DSEError(f"{csv_path}: not a text CSV file (binary or not UTF-8)") from None
-    except ValueError as exc:  # the trace loader's messages name the file
-        raise DSEError(str(exc).strip().splitlines()[0]) from None
-    try:
-        shape = ModelShape.from_hf_config(AutoConfig.from_pretrained(resolve_model_source(model)),
-                                          num_labels=num_labels)
-        if entropies.shape[1] != shape.num_layers:
-            raise ValueError(f"{csv_path} has {entropies.shape[1]} layers but {model} has {shape.num_layers}")
-        exits = exit_layers_from_entropies(entropies, threshold)
-        dvfs = latency_target_ms is not None
-        predicted = fit_exit_predictor(entropies[:, 0], exits).predict(entropies[:, 0]) if dvfs else None
-        hw = evaluate_hardware(
-            shape, tokens=tokens, exit_layers=exits, compression=CompressionProfile(),
-            hardware=HardwareConfig(vmac_lanes=vmac_lanes, sram_kb=sram_kb, envm_cell=envm_cell,
-                                    voltage_v=voltage_v, dvfs=dvfs, latency_target_ms=latency_target_ms),
-            predicted_exit_layers=predicted,
-        )
-    except ValueError as exc:
-        raise DSEError(str(exc).strip().splitlines()[0]) from None
-    return {
-        "sentences": int(len(tokens)), "avg_exit_layer": float(exits.mean()),
-        "energy_uj": hw.mean_energy_uj, "latency_ms": hw.mean_latency_ms,
-        "p95_latency_ms": hw.p95_latency_ms, "target_met_fraction": hw.fraction_target_met,
-        "area_mm2": hw.area_mm2, "valid": hw.valid,
-    }
+    # options first (cheap, one line each), then the files
+    return evaluate(Path(csv_path), load_trace_options(profile, **options))
 
 
 def check_definition_paths(config: StudyConfig) -> None:

@@ -292,22 +292,64 @@ def prepare(space: Annotated[Path, typer.Argument(help="study definition (YAML)"
     api.prepare(space, progress=show, device=device)
 
 
+def _thresholds(text: str | None) -> float | list[float] | None:
+    """``--threshold``: one entropy (nats) for every layer, or one per layer separated by commas."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"expected a number of nats, or one per layer separated by commas; got {text!r}",
+                                 param_hint="'--threshold'") from None
+    return values[0] if len(values) == 1 else values
+
+
 @app.command("trace")
 def trace(
-    csv_path: Annotated[Path, typer.Argument(help="CSV with columns tokens,entropy_1..entropy_L")],
-    threshold: Annotated[float, typer.Option("--threshold", min=0.0, help="entropy exit threshold (nats)")],
-    model: Annotated[str, typer.Option("--model", help="model whose shapes to use")] = "all-MiniLM-L6-v2",
-    num_labels: Annotated[int, typer.Option("--num-labels", min=1)] = 2,
-    vmac_lanes: Annotated[int, typer.Option("--vmac-lanes", min=1)] = 16,
-    sram_kb: Annotated[float, typer.Option("--sram-kb", min=1.0)] = 64.0,
-    envm_cell: Annotated[str, typer.Option("--envm-cell")] = "rram_mlc2",
-    voltage_v: Annotated[float, typer.Option("--voltage", min=0.5, max=0.8)] = 0.8,
-    latency_target_ms: Annotated[Optional[float], typer.Option("--dvfs-target-ms", min=0.001)] = None,
+    csv_path: Annotated[Path, typer.Argument(help="CSV: header tokens,entropy_1..entropy_L, one row per sentence")],
+    profile: Annotated[Optional[Path], typer.Option(
+        "--profile", help="YAML or JSON file of the options below (the flags override it)")] = None,
+    threshold: Annotated[Optional[str], typer.Option(
+        "--threshold", help="entropy exit threshold (nats): one, or one per layer (comma-separated)")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="model whose shape to cost: name, folder or config.json (default all-MiniLM-L6-v2)")] = None,
+    num_labels: Annotated[Optional[int], typer.Option("--num-labels", help="classes (default 2)")] = None,
+    encoder_density: Annotated[Optional[float], typer.Option(
+        "--encoder-density", help="non-zero fraction of encoder weights (default 1.0)")] = None,
+    embedding_density: Annotated[Optional[float], typer.Option(
+        "--embedding-density", help="non-zero fraction of embedding entries (default 1.0)")] = None,
+    weight_bits: Annotated[Optional[int], typer.Option("--weight-bits", help="AdaptivFloat weight bits (default 8)")] = None,
+    weight_exp_bits: Annotated[Optional[int], typer.Option(
+        "--weight-exp-bits", help="AdaptivFloat weight exponent bits (default 3)")] = None,
+    activation_bits: Annotated[Optional[int], typer.Option(
+        "--activation-bits", help="datapath activation bits (default 8)")] = None,
+    attention_span: Annotated[Optional[int], typer.Option(
+        "--attention-span", help="largest query-key distance attended (default full)")] = None,
+    vmac_lanes: Annotated[Optional[int], typer.Option("--vmac-lanes", help="VMAC lanes (default 16)")] = None,
+    vector_size: Annotated[Optional[int], typer.Option("--vector-size", help="MACs per lane (default 16)")] = None,
+    sram_kb: Annotated[Optional[float], typer.Option("--sram-kb", help="SRAM buffer, KiB (default 64)")] = None,
+    envm_cell: Annotated[Optional[str], typer.Option("--envm-cell", help="eNVM cell (default rram_mlc2)")] = None,
+    voltage_v: Annotated[Optional[float], typer.Option(
+        "--voltage-v", "--voltage", help="supply voltage, V; with DVFS layer 1's (default 0.8)")] = None,
+    latency_target_ms: Annotated[Optional[float], typer.Option(
+        "--latency-target-ms", "--dvfs-target-ms", help="per-sentence latency target: turns DVFS on")] = None,
+    fit_fraction: Annotated[Optional[float], typer.Option(
+        "--fit-fraction", help="held-out part of the trace that fits the DVFS predictor, 0 < F < 1 (default 0.25)")] = None,
+    fit_seed: Annotated[Optional[int], typer.Option("--fit-seed", help="seed of the held-out rows (default 0)")] = None,
+    fit_trace: Annotated[Optional[Path], typer.Option(
+        "--fit-trace", help="a second trace that fits the DVFS predictor instead (every row scored)")] = None,
 ) -> None:
-    """Drive the hardware model with an external per-sentence entropy trace; print JSON figures."""
+    """Cost an external per-sentence entropy trace on the hardware model; print JSON figures.
+
+    The DVFS predictor is fitted on held-out rows of the trace or on --fit-trace, never on a scored row.
+    """
     print(json.dumps(api.evaluate_trace(
-        csv_path, threshold=threshold, model=model, num_labels=num_labels, vmac_lanes=vmac_lanes, sram_kb=sram_kb,
-        envm_cell=envm_cell, voltage_v=voltage_v, latency_target_ms=latency_target_ms)))
+        csv_path, profile=profile, threshold=_thresholds(threshold), model=model, num_labels=num_labels,
+        encoder_density=encoder_density, embedding_density=embedding_density, weight_bits=weight_bits,
+        weight_exp_bits=weight_exp_bits, activation_bits=activation_bits, attention_span=attention_span,
+        vmac_lanes=vmac_lanes, vector_size=vector_size, sram_kb=sram_kb, envm_cell=envm_cell,
+        voltage_v=voltage_v, latency_target_ms=latency_target_ms, fit_fraction=fit_fraction,
+        fit_seed=fit_seed, fit_trace=fit_trace)))
 
 
 @config_app.command("validate")

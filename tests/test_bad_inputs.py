@@ -259,6 +259,56 @@ CASES: list[Case] = [
     ("trace-binary-csv", ["trace", "{world}/trace.csv", "--threshold", "0.2"],
      lambda w: _trace(w, b"tokens,entropy_1\n5,\x00\x01\x02\n")),  # NUL bytes: csv.Error
     ("trace-is-a-folder", ["trace", "{world}/glue", "--threshold", "0.2"], None),
+    # issue #15: dse trace's options (profile file, compression, held-out DVFS fit)
+    ("trace-missing-file", ["trace", "{world}/no-such-trace.csv", "--threshold", "0.2"], None),
+    ("trace-not-utf8", ["trace", "{world}/trace.csv", "--threshold", "0.2"],
+     lambda w: _trace(w, b"tokens,entropy_1\n5,\xff\xfe\n")),
+    ("trace-no-threshold", ["trace", "{world}/trace.csv"], lambda w: _trace(w, TRACE6)),
+    ("trace-threshold-not-a-number", ["trace", "{world}/trace.csv", "--threshold", "low"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-threshold-negative", ["trace", "{world}/trace.csv", "--threshold", "0.2,-0.1,0.2,0.2,0.2,0.2"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-threshold-count", ["trace", "{world}/trace.csv", "--threshold", "0.2,0.1"], lambda w: _trace(w, TRACE6)),
+    ("trace-fit-fraction-zero", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--fit-fraction", "0"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-fit-fraction-one", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--fit-fraction", "1"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-fit-fraction-and-fit-trace", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--fit-fraction",
+                                          "0.5", "--fit-trace", "{world}/trace.csv"], lambda w: _trace(w, TRACE6)),
+    ("trace-fit-trace-missing", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--fit-trace",
+                                 "{world}/no-such-fit.csv"], lambda w: _trace(w, TRACE6)),
+    ("trace-fit-trace-folder", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--fit-trace", "{world}/glue"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-fit-trace-binary", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--fit-trace",
+                                "{world}/trace-files/fit.csv"],
+     lambda w: _trace(w, TRACE6, **{"fit.csv": b"\x00\x01\xff\xfe\x80"})),
+    ("trace-fit-trace-is-the-trace", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--latency-target-ms",
+                                      "1", "--fit-trace", "{world}/trace.csv"], lambda w: _trace(w, TRACE6)),
+    ("trace-one-sentence", ["trace", "{world}/trace.csv", "--threshold", "0.2"],
+     lambda w: _trace(w, TRACE6.split(b"\n", 2)[0] + b"\n" + TRACE6.split(b"\n", 2)[1] + b"\n")),
+    ("trace-bad-encoder-density", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--encoder-density", "1.5"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-bad-weight-format", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--weight-bits", "4",
+                                 "--weight-exp-bits", "4"], lambda w: _trace(w, TRACE6)),
+    ("trace-bad-vector-size", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--vector-size", "0"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-profile-missing", ["trace", "{world}/trace.csv", "--profile", "{world}/no-such-profile.yaml"],
+     lambda w: _trace(w, TRACE6)),
+    ("trace-profile-folder", ["trace", "{world}/trace.csv", "--profile", "{world}/glue"], lambda w: _trace(w, TRACE6)),
+    ("trace-profile-binary", ["trace", "{world}/trace.csv", "--profile", "{world}/trace-files/p.yaml"],
+     lambda w: _trace(w, TRACE6, **{"p.yaml": b"\xff\xfe\x00\x01"})),
+    ("trace-profile-unknown-key", ["trace", "{world}/trace.csv", "--profile", "{world}/trace-files/p.yaml"],
+     lambda w: _trace(w, TRACE6, **{"p.yaml": b"threshold: 0.2\nexit_threshold: 0.3\n"})),
+    ("trace-profile-unknown-envm-cell", ["trace", "{world}/trace.csv", "--profile", "{world}/trace-files/p.yaml"],
+     lambda w: _trace(w, TRACE6, **{"p.yaml": b"threshold: 0.2\nenvm_cell: flash\n"})),
+    ("trace-profile-fit-fraction", ["trace", "{world}/trace.csv", "--profile", "{world}/trace-files/p.yaml"],
+     lambda w: _trace(w, TRACE6, **{"p.yaml": b"{\"threshold\": 0.2, \"fit_fraction\": 1.5}"})),  # JSON
+    ("trace-model-config-binary", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--model",
+                                   "{world}/trace-files/config.json"],
+     lambda w: _trace(w, TRACE6, **{"config.json": b"\x00\x01\xff\xfe"})),
+    ("trace-model-not-bert", ["trace", "{world}/trace.csv", "--threshold", "0.2", "--model",
+                              "{world}/trace-files/config.json"],
+     lambda w: _trace(w, TRACE6, **{"config.json": b'{"model_type": "gpt2"}'})),
     ("pareto-plots-not-writable", ["pareto", "{world}/results/plots-blocked"],
      lambda w: _damaged_copy(w, "plots-blocked", None, plots=b"a file where plots/ goes")),
     ("report-plots-not-writable", ["report", "{world}/results/plots-blocked-2"],
@@ -362,17 +412,50 @@ EXPECTED: dict[str, str] = {
     "run-glue-dev-truncated": "malformed row in {world}/glue/dev-truncated/SST-2/dev.tsv line 3",
     "run-glue-train-garbage": "GLUE file {world}/glue/train-garbage/SST-2/train.tsv is not valid UTF-8",
     "run-glue-dev-pickle": "GLUE file {world}/glue/dev-pickle/SST-2/dev.tsv is not valid UTF-8",
-    "trace-bogus-envm-cell": "--envm-cell: 'bogus' is not one of",
+    "trace-bogus-envm-cell": "envm_cell: unknown eNVM cell 'bogus'; expected one of sram,",
     "trace-binary-csv": "entropy trace {world}/trace.csv has a non-numeric cell",
     "trace-is-a-folder": "{world}/glue is a folder; give the CSV trace file",
+    "trace-missing-file": "{world}/no-such-trace.csv: no such file",
+    "trace-not-utf8": "{world}/trace.csv: not a text CSV file (binary or not UTF-8)",
+    "trace-no-threshold": "no threshold: give it (e.g. --threshold) or put it in the profile file",
+    "trace-threshold-not-a-number": "Invalid value for '--threshold': expected a number of nats",
+    "trace-threshold-negative": "threshold: thresholds must be finite and >= 0 nats, got -0.1",
+    "trace-threshold-count": "threshold has 2 values but all-MiniLM-L6-v2 has 6 layers",
+    "trace-fit-fraction-zero": "fit_fraction: Input should be greater than 0",
+    "trace-fit-fraction-one": "fit_fraction: Input should be less than 1",
+    "trace-fit-fraction-and-fit-trace": "so fit_fraction and fit_seed would do nothing; give one or the other",
+    "trace-fit-trace-missing": "{world}/no-such-fit.csv: no such file",
+    "trace-fit-trace-folder": "{world}/glue is a folder; give the CSV trace file",
+    "trace-fit-trace-binary": "{world}/trace-files/fit.csv: not a text CSV file (binary or not UTF-8)",
+    "trace-fit-trace-is-the-trace": "fit_trace {world}/trace.csv is the trace being scored",
+    "trace-one-sentence": "{world}/trace.csv: 1 sentence(s) cannot be split",
+    "trace-bad-encoder-density": "encoder_density: Input should be less than or equal to 1",
+    "trace-bad-weight-format": "weight_exp_bits (4) must be < weight_bits (4)",
+    "trace-bad-vector-size": "vector_size: Input should be greater than or equal to 1",
+    "trace-profile-missing": "{world}/no-such-profile.yaml: no such file",
+    "trace-profile-folder": "{world}/glue is a folder; give the trace profile file (YAML or JSON)",
+    "trace-profile-binary": "{world}/trace-files/p.yaml: cannot read (UnicodeDecodeError)",
+    "trace-profile-unknown-key": "{world}/trace-files/p.yaml: exit_threshold: unknown key",
+    "trace-profile-unknown-envm-cell": "{world}/trace-files/p.yaml: envm_cell: unknown eNVM cell 'flash'",
+    "trace-profile-fit-fraction": "{world}/trace-files/p.yaml: fit_fraction: Input should be less than 1",
+    "trace-model-config-binary": "cannot load model config from '{world}/trace-files/config.json'",
+    "trace-model-not-bert": "{world}/trace-files/config.json: model type 'gpt2' is not BERT or ALBERT",
     "pareto-plots-not-writable": "cannot write the study outputs into {world}/results/plots-blocked/plots",
     "report-plots-not-writable": "cannot write the report into {world}/results/plots-blocked-2/plots",
     "export-into-a-non-empty-folder": "{world}/glue is not empty and not an export of trial 0",
 }
 
 
-def _trace(world: Path, data: bytes) -> dict:
+TRACE6 = b"tokens,entropy_1,entropy_2,entropy_3,entropy_4,entropy_5,entropy_6\n" \
+         b"5,0.5,0.4,0.3,0.2,0.1,0.0\n9,0.1,0.1,0.1,0.1,0.1,0.1\n12,0.6,0.6,0.6,0.6,0.6,0.6\n"  # MiniLM: 6 layers
+
+
+def _trace(world: Path, data: bytes, **files: bytes) -> dict:
+    """world/trace.csv, and ``files`` in world/trace-files/ (a profile, a fit trace, a model config)."""
     (world / "trace.csv").write_bytes(data)
+    for name, content in files.items():
+        (world / "trace-files").mkdir(exist_ok=True)
+        (world / "trace-files" / name).write_bytes(content)
     return GOOD
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -273,7 +274,8 @@ BAD_CLI = [
     (["deploy", "{tmp}", "--format", "tflite"], "unknown deploy format 'tflite' (choose from onnx, torchscript)"),
     (["frobnicate"], "No such command"),
     (["trace", "{tmp}", "--threshold", "0.2"], "is a folder; give the CSV trace file"),
-    (["trace", "{space}", "--threshold", "0.2", "--envm-cell", "bogus"], "--envm-cell: 'bogus' is not one of"),
+    (["trace", "{space}", "--threshold", "0.2", "--envm-cell", "bogus"], "envm_cell: unknown eNVM cell 'bogus'"),
+    (["trace", "{space}", "--threshold", "0.2", "--fit-fraction", "1.5"], "fit_fraction: Input should be less than 1"),
 ]
 
 
@@ -311,17 +313,54 @@ def test_entropy_trace_drives_the_hardware_model(tmp_path: Path) -> None:
     # 3 sentences, 6 layers (MiniLM): confident after layers 1, 3 and never
     trace.write_text("tokens,entropy_1,entropy_2,entropy_3,entropy_4,entropy_5,entropy_6\n"
                      "10,0.05,0.1,0.1,0.1,0.1,0.1\n20,0.6,0.5,0.05,0.1,0.1,0.1\n30,0.6,0.6,0.6,0.6,0.6,0.6\n")
-    run = dse("trace", str(trace), "--threshold", "0.2")
+    fit = tmp_path / "fit.csv"  # another trace fits the DVFS table: all three rows are scored
+    fit.write_text(trace.read_text().replace("10,0.05", "11,0.05"))
+    run = dse("trace", str(trace), "--threshold", "0.2", "--fit-trace", str(fit))
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
-    assert out["avg_exit_layer"] == pytest.approx((1 + 3 + 6) / 3)
+    assert out["sentences"] == 3 and out["avg_exit_layer"] == pytest.approx((1 + 3 + 6) / 3)
     assert out["energy_uj"] > 0 and out["valid"]
-    lower = json.loads(dse("trace", str(trace), "--threshold", "0.2", "--voltage", "0.5").stdout)
+    lower = json.loads(dse("trace", str(trace), "--threshold", "0.2", "--fit-trace", str(fit),
+                           "--voltage", "0.5").stdout)
     assert lower["energy_uj"] < out["energy_uj"] and lower["latency_ms"] > out["latency_ms"]
     bad = tmp_path / "bad.csv"
     bad.write_text("tokens,entropy_1\n10,0.1\n")
     run = dse("trace", str(bad), "--threshold", "0.2")
     assert run.returncode == 1 and "has 1 layers but" in run.stderr
+
+
+def _documented_trace_commands() -> tuple[list[str], str, list[dict]]:
+    """The ``dse trace`` commands of docs/hardware-model.md's example, the README's, and the
+    figures the docs give for them."""
+    text = (ROOT / "docs" / "hardware-model.md").read_text()
+    section = text[text.index("### Example: a 12-layer ALBERT"):]
+    commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip().splitlines()
+    figures = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    readme = (ROOT / "README.md").read_text()
+    readme_command = re.search(r"```bash\n(.*?)```", readme[readme.index("## Bring your own trace"):],
+                               re.S).group(1).strip()
+    return commands, readme_command, figures
+
+
+def test_documented_trace_example_runs_as_written() -> None:
+    commands, readme_command, figures = _documented_trace_commands()
+    assert len(commands) == len(figures) == 2 and readme_command == commands[0]
+    under_predicted = []
+    for command, documented in zip(commands, figures):
+        argv = shlex.split(command)
+        assert argv[:2] == ["dse", "trace"]
+        run = dse(*argv[1:], cwd=ROOT)  # from the repository root, as the docs say
+        assert run.returncode == 0, run.stderr
+        out = json.loads(run.stdout)
+        for key, value in documented.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):  # rounded to 3-4 figures
+                assert out[key] == pytest.approx(value, rel=2e-3), (command, key)
+            else:
+                assert out[key] == value, (command, key)
+        under_predicted.append(out["exit_predictor"]["under_predicted_fraction"])
+    # as the docs say: the table fitted on 12 held-out sentences predicts too early an exit for a
+    # third of the scored sentences, the one fitted on 32 for a twelfth
+    assert under_predicted == pytest.approx([0.33, 0.08], abs=0.01)
 
 
 @pytest.mark.integration

@@ -2,9 +2,11 @@
 
 Owns the registries of the names a definition may use (:mod:`dse.config.knobs`: knobs and
 metrics; :mod:`dse.config.tasks`: GLUE tasks), the validated definition itself
-(:mod:`dse.config.study`: pydantic models, YAML loading, :func:`config_hash`) and its JSON schema
-(:mod:`dse.config.schema`, ``dse config schema``). May import only the bottom modules
-(:mod:`dse.errors`, :mod:`dse.io`, :mod:`dse.version`); no torch, no Optuna.
+(:mod:`dse.config.study`: pydantic models, YAML loading, :func:`config_hash`), its JSON schema
+(:mod:`dse.config.schema`, ``dse config schema``) and the options of ``dse trace``
+(:mod:`dse.config.trace`, imported on demand: it validates with ``hwmodels``' configs). May import
+only the bottom modules (:mod:`dse.errors`, :mod:`dse.io`, :mod:`dse.version`) and ``hwmodels``;
+no torch, no Optuna.
 """
 
 from dse.config.knobs import KNOBS, METRICS, TASK_KNOBS, TASK_METRICS, Knob, knob_of, knobs_for_task

@@ -48,6 +48,7 @@ __all__ = [
     "config_hash",
     "load_study_config",
     "parse_study_config",
+    "read_yaml_file",
 ]
 
 CONFIG_VERSION = 1
@@ -623,12 +624,14 @@ class _DefinitionLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study definition; every problem is one ``ConfigError`` line."""
+def read_yaml_file(path: str | Path, *, what: str = "a study definition") -> Any:
+    """The parsed YAML (or JSON) of ``path``, read safely (no tags, no duplicate keys, bounded size
+    and depth); every problem is one ``ConfigError`` line naming the file. ``what`` names the file's
+    role in the size message."""
     path = Path(path)
     try:
         if path.is_file() and path.stat().st_size > MAX_DEFINITION_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a study definition "
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for {what} "
                               f"(at most {MAX_DEFINITION_BYTES})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -636,10 +639,14 @@ def load_study_config(path: str | Path) -> StudyConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     try:
-        data = yaml.load(text, Loader=_DefinitionLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_DefinitionLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    return parse_study_config(data, source=str(path))
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study definition; every problem is one ``ConfigError`` line."""
+    return parse_study_config(read_yaml_file(path), source=str(path))

@@ -6,7 +6,8 @@ scoring (:mod:`~dse.evaluation.faults`), scoring one design on one task
 (:mod:`~dse.evaluation.score`), the multi-task combination (:mod:`~dse.evaluation.multitask`),
 the inactive-knob guards (:mod:`~dse.evaluation.guards`), a design's hardware-only bounds before
 any model run (:mod:`~dse.evaluation.bounds`) and the study's entry points that accept either
-kind of context (:mod:`~dse.evaluation.trial`). Within the package the arrows run
+kind of context (:mod:`~dse.evaluation.trial`), and costing a bring-your-own entropy trace
+without a model run (:mod:`~dse.evaluation.trace`, ``dse trace``). Within the package the arrows run
 context < cache < exits < faults < score < multitask < bounds, trial (no cycle). May import
 :mod:`dse.training`, :mod:`dse.compression`, :mod:`dse.modeling`, :mod:`dse.data`,
 :mod:`dse.config`, the bottom modules and ``hwmodels``; nothing of Optuna or a study.

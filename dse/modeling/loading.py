@@ -7,12 +7,12 @@ import logging
 import os
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from dse.errors import ModelError
 
-__all__ = ["DEFAULT_MODEL", "load_backbone", "load_tokenizer", "resolve_model_source"]
+__all__ = ["DEFAULT_MODEL", "load_backbone", "load_model_config", "load_tokenizer", "resolve_model_source"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "packaged"}
@@ -68,3 +68,14 @@ def load_backbone(source: str) -> PreTrainedModel:
 
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     return _load("tokenizer", AutoTokenizer.from_pretrained, source)
+
+
+def load_model_config(name: str) -> PreTrainedConfig:
+    """The Hugging Face config of a BERT or ALBERT model: the packaged default, a folder, a hub
+    name, or a ``config.json`` file on its own (enough to cost a model's shape; no weights)."""
+    path = Path(name).expanduser()
+    source = str(path.resolve()) if path.is_file() else resolve_model_source(name)
+    config = _load("model config", AutoConfig.from_pretrained, source)
+    if getattr(config, "model_type", None) not in ("bert", "albert"):
+        raise ModelError(f"{name}: model type {getattr(config, 'model_type', None)!r} is not BERT or ALBERT")
+    return config
