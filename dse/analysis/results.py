@@ -147,6 +147,7 @@ def trials_table(study: optuna.Study, config: StudyConfig) -> pd.DataFrame:
         row["seconds"] = t.user_attrs.get("seconds")
         row["fail_reason"] = t.user_attrs.get("fail_reason")
         row["screened"] = t.user_attrs.get("screened")  # PRUNED by the hardware model: why
+        row["early_stopped"] = t.user_attrs.get("early_stopped")  # PRUNED after part of its dev pass: why
         for name, value in t.user_attrs.get("knobs", t.params).items():
             row[f"knob.{name}"] = value
         breakdown = (t.user_attrs.get("details") or {}).get("energy_breakdown_uj") or {}

@@ -5,6 +5,7 @@ A plain module (not a conftest) so that child processes of the tests can import 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,12 @@ def tiny_context(cache_dir: Path | None, *, rows: int = 32, baseline_points: flo
     return EvalContext(task="sst2", model=model, prepared_key="tiny", dev=dev, pad_id=0,
                        shape=ModelShape.from_hf_config(cfg, num_labels=2), baseline_points=baseline_points,
                        cache_dir=cache_dir, faults=faults or FaultsConfig())
+
+
+def perfect_context(cache_dir: Path | None, rows: int = 400) -> EvalContext:
+    """A tiny context whose dev labels are its uncompressed model's own predictions: 100 points
+    (the random model's last off-ramp answers 1 for every row, its first one 0: a design whose
+    rows all exit after layer 1, exit_threshold 0.7, scores 0)."""
+    ctx = tiny_context(cache_dir, rows=rows, baseline_points=100.0)
+    labels = predictions(dev_layer_logits(ctx.model, ctx.dev, pad_id=0)[-1])
+    return replace(ctx, dev=replace(ctx.dev, labels=np.asarray(labels)), _memory={}, _trained={})
