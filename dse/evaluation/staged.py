@@ -152,13 +152,16 @@ class StagedEvaluation:
     rule: EarlyStopRule
     stages: tuple[float, ...] = (0.25, 0.5)
     confidence: float = 0.95
+    # whether a setting's full logits are at hand (then no stage saves anything); benchmarks that
+    # keep every logits in memory but count dev passes per run give their own
+    is_cached: Callable[[Any, CompressionSpec], bool] = has_layer_logits
 
     def applies(self, ctx: Any) -> bool:
         return (isinstance(ctx, EvalContext) and not ctx.faults.enabled
                 and task_spec(ctx.task).main_metric == "accuracy")
 
     def __call__(self, ctx: Any, knobs: dict[str, Any]) -> TrialOutcome:
-        if not self.applies(ctx) or has_layer_logits(ctx, CompressionSpec.from_knobs(knobs)):
+        if not self.applies(ctx) or self.is_cached(ctx, CompressionSpec.from_knobs(knobs)):
             return self.full(ctx, knobs)  # a cached setting costs no model run: nothing to save
         start = time.perf_counter()
         for fraction in self.stages:

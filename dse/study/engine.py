@@ -477,7 +477,8 @@ def run_study(
     """Run (or continue) the study until ``n_trials`` trials have completed.
 
     ``evaluate(ctx, knobs) -> TrialOutcome`` replaces ``dse.evaluation.evaluate_trial`` and
-    ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself).
+    ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself); a
+    ``StagedEvaluation`` given as ``evaluate`` has its rule's front kept up to date.
     """
     from dse.evaluation import EarlyStopRule, StagedEvaluation, build_context, evaluate_trial, hardware_bounds
     from dse.study.executors import make_executor
@@ -516,8 +517,10 @@ def run_study(
                 front.add(t.values, t.number)
         stats.pareto_size = len(front)
         evaluate = evaluate or evaluate_trial
-        staged: StagedEvaluation | None = None
-        if config.early_stopping.enabled:
+        staged: StagedEvaluation | None = evaluate if isinstance(evaluate, StagedEvaluation) else None
+        if staged is not None:
+            staged.rule.front, staged.rule.front_trials = front.values, list(front.numbers)
+        elif config.early_stopping.enabled:
             es = config.early_stopping
             staged = StagedEvaluation(evaluate, EarlyStopRule.for_study(config), es.stages, es.confidence)
             staged.rule.front, staged.rule.front_trials = front.values, list(front.numbers)
