@@ -570,6 +570,7 @@ def run_study(
                     # PRUNED, not COMPLETE: without a model run there are no objective values to
                     # record; the broken constraints (at their bounds) tell TPE it is infeasible
                     running.pop(trial.number)
+                    knobs_of.pop(trial.number)
                     record_constraints(trial, broken)
                     trial.set_user_attr("screened", reason)
                     study.tell(trial, state=TrialState.PRUNED)
