@@ -98,7 +98,9 @@ def _run(study: api.Study, *, n_trials: int | None, executor: ExecutorKind | Non
             status.stop()
     console.print(f"{stats.completed} trials complete ({stats.failed} failed this run, "
                   f"{stats.cache_hits} cache hits, {stats.derived} derived designs from the cheap-knob sweep, "
-                  f"{stats.screened} ruled out by the hardware model before any model run) "
+                  f"{stats.screened} ruled out by the hardware model before any model run"
+                  + (f", {stats.early_stopped} stopped early after part of their dev pass" if stats.early_stopped else "")
+                  + ") "
                   f"in {time.perf_counter() - start:.0f} s")
     _write_outputs(study)
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from dse.config import METRICS, StudyConfig
 from dse.errors import DSEError
-from dse.study.pareto import feasible, pareto_mask, to_minimize
+from dse.study.pareto import FrontTracker, feasible, pareto_mask, to_minimize
 
 __all__ = [
     "DATA_REFERENCE",
@@ -98,17 +98,15 @@ def hypervolume_history(trials: pd.DataFrame, config: StudyConfig, reference: np
     if done.empty:
         return pd.DataFrame({"trial": [], "feasible": [], "hypervolume": []})
     done = done.sort_values("trial")
-    front = np.zeros((0, len(names)))
+    # incremental, and copies of a front point (re-sampled designs) are not added again: the
+    # front stays as small as it is, where re-checking all of it per trial grew as n^3
+    front = FrontTracker(directions)
     hv, rows = 0.0, []
-    for _, row in done.iterrows():
-        point = row[names].to_numpy(dtype=float)[None]
-        if bool(row["feasible"]):
-            candidate = np.vstack([front, point])
-            mask = pareto_mask(candidate, directions)
-            if mask[-1]:  # only a new non-dominated point can change the hypervolume
-                front = candidate[mask]
-                hv = hypervolume(front, directions, reference)
-        rows.append({"trial": int(row["trial"]), "feasible": bool(row["feasible"]), "hypervolume": hv})
+    values = done[names].to_numpy(dtype=float)
+    for point, trial, ok in zip(values, done["trial"].astype(int), done["feasible"].astype(bool)):
+        if ok and front.add(point, int(trial)):  # only a new non-dominated point changes the hypervolume
+            hv = hypervolume(front.values, directions, reference)
+        rows.append({"trial": int(trial), "feasible": bool(ok), "hypervolume": hv})
     return pd.DataFrame(rows)
 
 
@@ -147,6 +145,7 @@ def trials_table(study: optuna.Study, config: StudyConfig) -> pd.DataFrame:
         row["seconds"] = t.user_attrs.get("seconds")
         row["fail_reason"] = t.user_attrs.get("fail_reason")
         row["screened"] = t.user_attrs.get("screened")  # PRUNED by the hardware model: why
+        row["early_stopped"] = t.user_attrs.get("early_stopped")  # PRUNED after part of its dev pass: why
         for name, value in t.user_attrs.get("knobs", t.params).items():
             row[f"knob.{name}"] = value
         breakdown = (t.user_attrs.get("details") or {}).get("energy_breakdown_uj") or {}

@@ -31,6 +31,7 @@ __all__ = [
     "CategoricalParam",
     "Constraints",
     "DataConfig",
+    "EarlyStoppingConfig",
     "ExecutorConfig",
     "FaultsConfig",
     "FinetuneConfig",
@@ -185,6 +186,31 @@ class SweepConfig(_Strict):
     max_derived_trials: int = Field(default=10, ge=1, description="designs recorded per sweep")
 
 
+class EarlyStoppingConfig(_Strict):
+    """Dominance-aware early stopping of a trial's dev pass (see dse.evaluation.staged).
+
+    The dev rows are scored in stages (seeded random fractions, then all of them); after each
+    stage a one-sided Clopper-Pearson bound on the accuracy, with the hardware figures bounded
+    by every unseen sentence exiting after layer 1, gives the design's most optimistic metrics.
+    When even those break the accuracy-drop or latency constraint, or are dominated by the
+    feasible front found so far, the trial is recorded as PRUNED with its reason and partial
+    figures. Applies to single-task studies whose main metric is accuracy, with faults off.
+    """
+
+    enabled: bool = False  # off until benchmarks/search_efficiency.py measures it on the real model
+    stages: tuple[float, ...] = Field(default=(0.25, 0.5), min_length=1,
+                                      description="fractions of the dev rows scored before the full pass")
+    confidence: float = Field(default=0.95, ge=0.5, lt=1.0,
+                              description="one-sided confidence of the accuracy bound")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EarlyStoppingConfig":
+        if any(not 0.0 < f < 1.0 for f in self.stages) or list(self.stages) != sorted(set(self.stages)):
+            raise ValueError("stages must be increasing fractions strictly between 0 and 1 "
+                             "(the full pass follows the last)")
+        return self
+
+
 class FaultsConfig(_Strict):
     """eNVM fault injection into the stored embedding tables (dse.compression.envm_faults)."""
 
@@ -303,6 +329,7 @@ class StudyConfig(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     sweep: SweepConfig = SweepConfig()
     faults: FaultsConfig = FaultsConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     executor: ExecutorConfig = ExecutorConfig()
     storage: StorageConfig = StorageConfig()
     device: str = Field(default="auto", pattern=DEVICE_PATTERN,
@@ -560,6 +587,8 @@ def config_hash(config: StudyConfig) -> str:
         data.pop("sweep")
     if data.get("faults") == FaultsConfig().model_dump(mode="json"):  # keep older studies' hashes
         data.pop("faults")
+    if data.get("early_stopping") == EarlyStoppingConfig().model_dump(mode="json"):  # likewise
+        data.pop("early_stopping")
     if data["constraints"].get("min_accuracy_under_faults_points") is None:  # likewise
         data["constraints"].pop("min_accuracy_under_faults_points", None)
     if data.get("tasks") is None:  # likewise

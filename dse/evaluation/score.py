@@ -47,6 +47,9 @@ class TrialOutcome:
     cache_hit: bool
     seconds: float
     sentences: SentenceResults | None = None
+    # stopped early (dse.evaluation.staged): why; ``metrics`` then holds the optimistic bounds
+    # and ``attrs["early_stop"]`` the partial figures: not a finished design
+    pruned: str | None = None
 
 
 def compression_profile(spec: CompressionSpec, ctx: EvalContext | None = None, *,

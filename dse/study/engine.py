@@ -421,18 +421,24 @@ def count_complete(study: optuna.Study) -> int:
 
 
 def record_derived_trials(study: optuna.Study, config: StudyConfig, ctx: Any, source: int, *,
-                          knobs: dict[str, Any], dists: dict[str, BaseDistribution]) -> int:
-    """Add the cheap-knob sweep's designs around trial ``source`` as derived trials."""
+                          knobs: dict[str, Any], dists: dict[str, BaseDistribution],
+                          seen: set[tuple] | None = None) -> list[Any]:
+    """Add the cheap-knob sweep's designs around trial ``source`` as derived trials (returned).
+
+    ``seen``: the parameter sets of the study's complete trials, kept by the caller (and
+    updated here); None reads them from the storage."""
     from dse.study.sweep import sweep_cheap_knobs
 
     try:
         designs = sweep_cheap_knobs(ctx, config, knobs, dists, constraints=lambda m: _constraints(config, m))
     except Exception as exc:  # the sweep only adds designs; its failure must not stop the study
         log.warning("cheap-knob sweep after trial %d failed: %s", source, exc)
-        return 0
-    seen = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        return []
+    if seen is None:
+        seen = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     designs = [d for d in designs if tuple(sorted(d.params.items())) not in seen]
     for d in designs:
+        seen.add(tuple(sorted(d.params.items())))
         study.add_trial(optuna.trial.create_trial(
             params=d.params, distributions=dists,
             values=[d.metrics[n] for n in config.objective_names()],
@@ -441,7 +447,7 @@ def record_derived_trials(study: optuna.Study, config: StudyConfig, ctx: Any, so
             user_attrs={"derived": True, "derived_from": source, "knobs": config.knob_values(d.params),
                         "metrics": d.metrics, "details": d.attrs, "cache_hit": True},
         ))
-    return len(designs)
+    return designs
 
 
 @dataclass
@@ -451,6 +457,8 @@ class RunStats:
     cache_hits: int = 0
     derived: int = 0  # trials added by the cheap-knob sweep (not counted in the budget)
     screened: int = 0  # designs the hardware model ruled out before their model ran (PRUNED)
+    early_stopped: int = 0  # designs stopped after part of their dev pass (PRUNED)
+    pareto_size: int = 0  # feasible non-dominated complete trials (derived ones included)
     started: float = 0.0
 
 
@@ -470,12 +478,15 @@ def run_study(
     """Run (or continue) the study until ``n_trials`` trials have completed.
 
     ``evaluate(ctx, knobs) -> TrialOutcome`` replaces ``dse.evaluation.evaluate_trial`` and
-    ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself).
+    ``context`` a built ``EvalContext`` (for tests and benchmarks of the engine itself); a
+    ``StagedEvaluation`` given as ``evaluate`` has its rule's front kept up to date.
     ``device`` overrides the definition's ``device`` (where torch runs is not part of the study).
     """
-    from dse.evaluation import build_context, context_device, evaluate_trial, hardware_bounds
+    from dse.evaluation import (EarlyStopRule, StagedEvaluation, build_context, context_device, evaluate_trial,
+                                hardware_bounds)
     from dse.modeling.device import resolve_device
     from dse.study.executors import check_executor, make_executor
+    from dse.study.pareto import FrontTracker, feasible
 
     target = n_trials or config.n_trials
     ex = config.executor
@@ -510,17 +521,43 @@ def run_study(
         if config.is_multitask:
             study.set_user_attr("baseline_points_by_task", ctx.baseline_points_by_task)
             study.set_user_attr("approximations", ctx.approximations)
+        # the feasible front so far, kept incrementally (progress, early stopping), and the
+        # parameter sets already complete (the sweep's duplicates): read from storage once
+        front = FrontTracker(config.directions())
+        seen: set[tuple] = set()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            seen.add(tuple(sorted(t.params.items())))
+            if feasible(t):
+                front.add(t.values, t.number)
+        stats.pareto_size = len(front)
+        evaluate = evaluate or evaluate_trial
+        staged: StagedEvaluation | None = evaluate if isinstance(evaluate, StagedEvaluation) else None
+        if staged is not None:
+            staged.rule.front, staged.rule.front_trials = front.values, list(front.numbers)
+        elif config.early_stopping.enabled:
+            es = config.early_stopping
+            staged = StagedEvaluation(evaluate, EarlyStopRule.for_study(config), es.stages, es.confidence)
+            staged.rule.front, staged.rule.front_trials = front.values, list(front.numbers)
+            evaluate = staged
         executor = make_executor(
             kind, ctx, address=ray_address or ex.ray_address,
             cpus_per_trial=ex.cpus_per_trial, gpus_per_trial=ex.gpus_per_trial,
-            max_retries=ex.max_retries, evaluate=evaluate or evaluate_trial,
+            max_retries=ex.max_retries, evaluate=evaluate,
         )
+
+        def add_to_front(values: list[float], number: int) -> None:
+            if front.add(values, number):
+                stats.pareto_size = len(front)
+                if staged is not None:  # a new array: a Ray task already submitted keeps its copy
+                    staged.rule.front, staged.rule.front_trials = front.values, list(front.numbers)
+
         # inline evaluates one at a time: asking ahead would only hide results from the sampler
         in_flight = 1 if kind == "inline" else max_in_flight or ex.max_in_flight
         dists = distributions(config)
         running: dict[int, optuna.Trial] = {}
+        knobs_of: dict[int, dict[str, Any]] = {}  # not read back from the trial: a storage round trip
         max_failures = max(10, target)
-        screened_in_a_row = 0
+        screened_in_a_row = stopped_in_a_row = 0
         try:
             while stats.completed < target:
                 screen_failure: tuple[int, BaseException] | None = None
@@ -530,6 +567,7 @@ def run_study(
                     knobs = config.knob_values(trial.params)
                     trial.set_user_attr("knobs", knobs)
                     running[trial.number] = trial
+                    knobs_of[trial.number] = knobs
                     try:  # hardware first: a design that cannot be feasible never runs its model
                         bounds = hardware_bounds(ctx, knobs)
                     except Exception as exc:  # knobs the hardware model refuses: the trial fails below
@@ -544,6 +582,7 @@ def run_study(
                     # PRUNED, not COMPLETE: without a model run there are no objective values to
                     # record; the broken constraints (at their bounds) tell TPE it is infeasible
                     running.pop(trial.number)
+                    knobs_of.pop(trial.number)
                     record_constraints(trial, broken)
                     trial.set_user_attr("screened", reason)
                     study.tell(trial, state=TrialState.PRUNED)
@@ -554,6 +593,7 @@ def run_study(
                                        f"sampled ({reason}); loosen the constraints or the search space")
                 number, result = screen_failure or executor.wait_one()
                 trial = running.pop(number)
+                trial_knobs = knobs_of.pop(number)
                 if isinstance(result, BaseException):
                     reason = f"{result.__class__.__name__}: {result}".splitlines()[0][:300]
                     trial.set_user_attr("fail_reason", reason)
@@ -562,18 +602,43 @@ def run_study(
                     log.warning("trial %d failed: %s", number, reason)
                     if stats.failed >= max_failures:
                         raise DSEError(f"{stats.failed} trials failed; last: {reason}")
+                elif result.pruned is not None:
+                    # stopped after part of its dev pass: PRUNED with why and the partial figures;
+                    # constraints its optimistic bounds already break tell the sampler it is infeasible
+                    broken = {k: v for k, v in _constraints(config, result.metrics).items() if v > 0}
+                    if broken:
+                        record_constraints(trial, broken)
+                    trial.set_user_attr("early_stopped", result.pruned)
+                    trial.set_user_attr("partial", result.attrs.get("early_stop", {}))
+                    trial.set_user_attr("seconds", round(result.seconds, 3))
+                    study.tell(trial, state=TrialState.PRUNED)
+                    stats.early_stopped += 1
+                    stopped_in_a_row += 1
+                    if stopped_in_a_row >= MAX_SCREENED_IN_A_ROW:
+                        raise DSEError(f"the last {stopped_in_a_row} designs evaluated were stopped before "
+                                       f"their full dev pass ({result.pruned}); loosen the constraints or the "
+                                       "search space")
                 else:
-                    record_constraints(trial, _constraints(config, result.metrics))
+                    constraints = _constraints(config, result.metrics)
+                    record_constraints(trial, constraints)
                     trial.set_user_attr("metrics", result.metrics)
                     trial.set_user_attr("details", result.attrs)
                     trial.set_user_attr("cache_hit", result.cache_hit)
                     trial.set_user_attr("seconds", round(result.seconds, 3))
-                    study.tell(trial, [result.metrics[n] for n in config.objective_names()])
+                    values = [result.metrics[n] for n in config.objective_names()]
+                    study.tell(trial, values)
                     stats.completed += 1
                     stats.cache_hits += int(result.cache_hit)
+                    stopped_in_a_row = 0
+                    seen.add(tuple(sorted(trial.params.items())))
+                    if all(v <= 0 for v in constraints.values()):
+                        add_to_front(values, trial.number)
                     if config.sweep.enabled and not result.cache_hit:
-                        stats.derived += record_derived_trials(study, config, ctx, trial.number, knobs=
-                                                               trial.user_attrs["knobs"], dists=dists)
+                        derived = record_derived_trials(study, config, ctx, trial.number,
+                                                        knobs=trial_knobs, dists=dists, seen=seen)
+                        stats.derived += len(derived)
+                        for d in derived:  # feasible by construction
+                            add_to_front([d.metrics[n] for n in config.objective_names()], trial.number)
                 if progress is not None:
                     progress(study, stats, target)
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
-__all__ = ["constraint_values", "feasible", "named_constraints", "pareto_mask", "to_minimize"]
+__all__ = ["FrontTracker", "constraint_values", "feasible", "named_constraints", "pareto_mask", "to_minimize"]
 
 
 def feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -50,3 +50,34 @@ def pareto_mask(values: np.ndarray, directions: list[str]) -> np.ndarray:
         dominated_by = np.all(loss <= loss[i], axis=1) & np.any(loss < loss[i], axis=1)
         mask[i] = not dominated_by.any()
     return mask
+
+
+class FrontTracker:
+    """The non-dominated set of the points added so far, kept incrementally: adding a point
+    compares it with the current front only (a study's coordinator adds every feasible trial)."""
+
+    def __init__(self, directions: list[str]) -> None:
+        self._signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+        self._loss = np.zeros((0, len(directions)))
+        self.numbers: list[int] = []
+
+    def add(self, values: list[float] | np.ndarray, number: int) -> bool:
+        """Add a point (objective values, in the objectives' own directions); whether it is on the front."""
+        loss = np.asarray(values, dtype=float) * self._signs
+        if len(self._loss):
+            if (np.all(self._loss <= loss, axis=1) & np.any(self._loss < loss, axis=1)).any() \
+                    or np.all(self._loss == loss, axis=1).any():  # dominated, or a copy of a front point
+                return False
+            keep = ~(np.all(loss <= self._loss, axis=1) & np.any(loss < self._loss, axis=1))
+            self._loss, self.numbers = self._loss[keep], [n for n, k in zip(self.numbers, keep) if k]
+        self._loss = np.vstack([self._loss, loss[None]])
+        self.numbers.append(number)
+        return True
+
+    @property
+    def values(self) -> np.ndarray:
+        """The front's objective values ``[points, objectives]``."""
+        return self._loss * self._signs
+
+    def __len__(self) -> int:
+        return len(self._loss)

@@ -5,6 +5,7 @@ A plain module (not a conftest) so that child processes of the tests can import 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +54,12 @@ def tiny_train_rows(n: int = 48, seed: int = 1) -> EncodedSet:
     rng = np.random.default_rng(seed)
     ids = [[98, *rng.integers(1, 98, int(k)).tolist(), 99] for k in rng.integers(3, 20, n)]
     return EncodedSet(ids, [[0] * len(r) for r in ids], rng.integers(0, 2, n))
+
+
+def perfect_context(cache_dir: Path | None, rows: int = 400) -> EvalContext:
+    """A tiny context whose dev labels are its uncompressed model's own predictions: 100 points
+    (the random model's last off-ramp answers 1 for every row, its first one 0: a design whose
+    rows all exit after layer 1, exit_threshold 0.7, scores 0)."""
+    ctx = tiny_context(cache_dir, rows=rows, baseline_points=100.0)
+    labels = predictions(dev_layer_logits(ctx.model, ctx.dev, pad_id=0)[-1])
+    return replace(ctx, dev=replace(ctx.dev, labels=np.asarray(labels)), _memory={}, _trained={})

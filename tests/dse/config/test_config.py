@@ -255,3 +255,16 @@ def test_every_accepted_number_format_runs_and_every_refused_one_would_not() -> 
             assert runs, f"{fixed} passes validation and fails at run time"
             accepted += 1
     assert accepted and refused
+
+
+def test_early_stopping_defaults_off_keeps_older_hashes_and_refuses_bad_stages() -> None:
+    plain = load_study_config(_write(MINIMAL))
+    assert not plain.early_stopping.enabled and plain.early_stopping.stages == (0.25, 0.5)
+    assert config_hash(plain) == "1cd15f1de765172b51776accb313fe8b30ef78be7850b579a499191cbcc209d1"
+    on = load_study_config(_write({**MINIMAL, "early_stopping": {"enabled": True}}))
+    assert config_hash(on) != config_hash(plain)
+    for stages in ([0.5, 0.25], [0.25, 1.0], [0.0]):
+        with pytest.raises(ConfigError, match="early_stopping: stages must be increasing fractions"):
+            load_study_config(_write({**MINIMAL, "early_stopping": {"stages": stages}}))
+    with pytest.raises(ConfigError, match="early_stopping.patience: unknown key"):
+        load_study_config(_write({**MINIMAL, "early_stopping": {"patience": 3}}))

@@ -476,3 +476,42 @@ def test_an_older_study_gets_its_metric_names_when_it_resumes(tmp_path: Path) ->
     study._storage.set_study_system_attr(study._study_id, "study:metric_names", None)  # as before naming
     assert open_study(folder, _config(), create=False).metric_names is None  # readers write nothing
     assert open_study(folder, _config(), create=True).metric_names == _config().objective_names()
+
+
+def _early_stopping_config(**extra):  # noqa: ANN003, ANN202
+    from dse.config import parse_study_config
+
+    return parse_study_config({
+        "name": "staged", "sweep": {"enabled": False}, "early_stopping": {"enabled": True},
+        "search_space": {"exit_threshold": {"type": "categorical", "choices": [0.0, 0.7]},
+                         "voltage_v": {"type": "float", "low": 0.5, "high": 0.8, "step": 0.1}},
+        "constraints": {"max_accuracy_drop_points": 1.0}, **extra}, source="test")
+
+
+def test_early_stopped_trials_are_pruned_with_their_reason_never_designs_and_stay_pruned(tmp_path: Path) -> None:
+    from dse.analysis.results import pareto_table, trials_table
+    from dse.artifacts.export import export_design
+
+    from ..tiny_eval import perfect_context
+
+    config = _early_stopping_config(n_trials=2)
+    folder = StudyFolder(tmp_path / "staged")
+    # trial 0: every row exits after layer 1 (0 points against a 100-point baseline): stopped
+    open_study(folder, config, create=True).enqueue_trial({"exit_threshold": 0.7, "voltage_v": 0.8})
+    stats = run_study(folder, config, context=perfect_context(folder.cache))
+    study = open_study(folder, config, create=False)
+    stopped = study.trials[0]
+    assert stopped.state == TrialState.PRUNED and stats.early_stopped >= 1
+    assert stopped.user_attrs["early_stopped"].startswith("stage 0.25: infeasible: accuracy drop")
+    assert stopped.user_attrs["partial"]["rows"] == 100 and stopped.user_attrs["partial"]["correct"] == 0
+    assert stopped.constraints["accuracy_drop"] > 0  # the sampler learns it is infeasible
+    assert count_complete(study) == 2 == stats.completed  # not a finished trial
+    table = trials_table(study, config)
+    assert 0 not in set(pareto_table(table, config)["trial"])
+    assert table.set_index("trial").loc[0, "early_stopped"] == stopped.user_attrs["early_stopped"]
+    with pytest.raises(DSEError, match="PRUNED, not COMPLETE"):
+        export_design(study, config, 0, tmp_path / "export", cache_dir=folder.cache)
+    # resume: the stopped trial stays PRUNED with its figures, and is not evaluated again
+    run_study(folder, config, n_trials=4, context=perfect_context(folder.cache))
+    again = open_study(folder, config, create=False).trials[0]
+    assert again.state == TrialState.PRUNED and again.user_attrs == stopped.user_attrs

@@ -231,3 +231,27 @@ def test_a_damaged_storage_seal_is_one_line(tmp_path: Path) -> None:
     folder.storage_seal.write_bytes(b"\x80\x03garbage")
     with pytest.raises(DSEError, match="storage.json is damaged .*restore it from a backup"):
         folder.load_config()
+
+
+def test_the_journal_fsyncs_once_per_finished_trial_and_every_write_is_visible_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from dse.study.storage import storage_from_url
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(storage=storage_from_url(f"journal:{path}"), study_name="s")
+    synced.clear()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    for i in range(5):
+        trial.set_user_attr(f"a{i}", i)
+    other = optuna.load_study(storage=storage_from_url(f"journal:{path}"), study_name="s")
+    assert other.trials[0].user_attrs == {f"a{i}": i for i in range(5)}  # written, not held back
+    assert synced == []  # a running trial's operations: no fsync
+    study.tell(trial, 0.5)
+    assert len(synced) == 1  # the finished trial: one fsync, which makes the attributes durable too
+    assert optuna.load_study(storage=storage_from_url(f"journal:{path}"), study_name="s").trials[0].state \
+        == TrialState.COMPLETE
