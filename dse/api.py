@@ -347,12 +347,15 @@ def prepare(definition: PathLike | StudyConfig, *,
 
 
 def evaluate_trace(csv_path: PathLike, *, threshold: float, model: str = "all-MiniLM-L6-v2", num_labels: int = 2,
+                   offramp_head: str = "pooler", offramp_pooling: str = "cls",
                    vmac_lanes: int = 16, sram_kb: float = 64.0, envm_cell: str = "rram_mlc2",
                    voltage_v: float = 0.8, latency_target_ms: float | None = None) -> dict[str, Any]:
     """Drive the hardware model with an external per-sentence entropy trace (CSV with columns
     ``tokens,entropy_1..entropy_L``): exits under ``threshold`` (nats), energy, latency, area.
 
-    ``model``: whose shapes to use; ``latency_target_ms``: turns on DVFS aiming for it.
+    ``model``: whose shapes to use; ``offramp_head``/``offramp_pooling``: the off-ramp design the
+    trace came from (``pooler``/``linear``, ``cls``/``mean``); ``latency_target_ms``: turns on DVFS
+    aiming for it.
     """
     import csv
 
@@ -380,7 +383,8 @@ def evaluate_trace(csv_path: PathLike, *, threshold: float, model: str = "all-Mi
         raise DSEError(str(exc).strip().splitlines()[0]) from None
     try:
         shape = ModelShape.from_hf_config(AutoConfig.from_pretrained(resolve_model_source(model)),
-                                          num_labels=num_labels)
+                                          num_labels=num_labels, offramp_head=offramp_head,
+                                          offramp_pooling=offramp_pooling)
         if entropies.shape[1] != shape.num_layers:
             raise ValueError(f"{csv_path} has {entropies.shape[1]} layers but {model} has {shape.num_layers}")
         exits = exit_layers_from_entropies(entropies, threshold)

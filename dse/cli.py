@@ -288,6 +288,8 @@ def trace(
     threshold: Annotated[float, typer.Option("--threshold", min=0.0, help="entropy exit threshold (nats)")],
     model: Annotated[str, typer.Option("--model", help="model whose shapes to use")] = "all-MiniLM-L6-v2",
     num_labels: Annotated[int, typer.Option("--num-labels", min=1)] = 2,
+    offramp_head: Annotated[str, typer.Option("--offramp-head", help="pooler (EdgeBERT) or linear")] = "pooler",
+    offramp_pooling: Annotated[str, typer.Option("--offramp-pooling", help="cls (EdgeBERT) or mean")] = "cls",
     vmac_lanes: Annotated[int, typer.Option("--vmac-lanes", min=1)] = 16,
     sram_kb: Annotated[float, typer.Option("--sram-kb", min=1.0)] = 64.0,
     envm_cell: Annotated[str, typer.Option("--envm-cell")] = "rram_mlc2",
@@ -296,7 +298,8 @@ def trace(
 ) -> None:
     """Drive the hardware model with an external per-sentence entropy trace; print JSON figures."""
     print(json.dumps(api.evaluate_trace(
-        csv_path, threshold=threshold, model=model, num_labels=num_labels, vmac_lanes=vmac_lanes, sram_kb=sram_kb,
+        csv_path, threshold=threshold, model=model, num_labels=num_labels, offramp_head=offramp_head,
+        offramp_pooling=offramp_pooling, vmac_lanes=vmac_lanes, sram_kb=sram_kb,
         envm_cell=envm_cell, voltage_v=voltage_v, latency_target_ms=latency_target_ms)))
 
 

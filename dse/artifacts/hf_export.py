@@ -7,7 +7,9 @@ Folder layout (``model/`` inside a design export)::
                            attention spans, compression knobs, the dev rows the trial was scored on
     model.safetensors      backbone weights exactly as the trial evaluated them: pruning masks
                            baked in (zeros), AdaptivFloat-rounded values
-    off_ramps.safetensors  the off-ramp after every layer (pooler + classifier), rounded likewise
+    off_ramps.safetensors  the off-ramp after every layer (input standardisation, pooler if any,
+                           classifier), rounded likewise; the section's offramp_pooling and
+                           offramp_head say what each reads ([CLS] or token mean) and computes
     tokenizer files        the study model's tokenizer
 
 ``transformers.AutoModel.from_pretrained(folder)`` loads the (compressed) backbone with plain
@@ -40,7 +42,7 @@ from dse.errors import DSEError
 from dse.evaluation import early_exit_points, load_dev_set
 from dse.io import atomic_folder
 from dse.modeling.batching import EncodedSet
-from dse.modeling.early_exit import EarlyExitModel, simulate_early_exit
+from dse.modeling.early_exit import EarlyExitModel, load_off_ramps, simulate_early_exit
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_backbone, load_tokenizer
 
@@ -90,6 +92,10 @@ class ModelSettings(BaseModel):
     # that layer's threshold; the last layer always exits.
     exit_rule: Literal["entropy_below_threshold"] = EXIT_RULE
     entropy_thresholds_nats: list[float]  # one per layer
+    # What every off-ramp reads (the [CLS] vector or the mean of the real tokens' vectors) and
+    # whether it has a pooler (Linear + tanh) before its classifier; older exports: cls, pooler.
+    offramp_pooling: Literal["cls", "mean"] = "cls"
+    offramp_head: Literal["pooler", "linear"] = "pooler"
     attention_spans_tokens: list[list[float | None]]  # [layer][head]; null = unlimited
     compression: dict[str, Any]  # the accuracy-relevant knobs of the design
     achieved: dict[str, Any] = {}  # e.g. encoder/embedding sparsity after pruning
@@ -175,6 +181,7 @@ def save_exported_model(model: EarlyExitModel, tokenizer: PreTrainedTokenizerBas
     settings = ModelSettings(
         task=spec.name, num_labels=model.num_labels, label_names=list(spec.label_names),
         max_seq_length=max_seq_length, entropy_thresholds_nats=[float(exit_threshold)] * model.num_layers,
+        offramp_pooling=model.pooling, offramp_head=model.head,
         attention_spans_tokens=_spans_json(model.spans), compression=dict(compression),
         achieved=dict(achieved or {}), dev_rows=dev_rows, design=dict(design or {}),
     )
@@ -243,9 +250,10 @@ def load_exported_model(path: str | Path) -> ExportedModel:
     path = Path(path)
     settings = _read_settings(path)
     backbone = load_backbone(str(path))
-    model = EarlyExitModel(backbone, settings.num_labels)
+    model = EarlyExitModel(backbone, settings.num_labels, pooling=settings.offramp_pooling,
+                           head=settings.offramp_head)
     try:
-        model.off_ramps.load_state_dict(safetensors.torch.load_file(str(path / OFF_RAMPS_FILE)))
+        load_off_ramps(model.off_ramps, safetensors.torch.load_file(str(path / OFF_RAMPS_FILE)))
     except (RuntimeError, OSError, safetensors.SafetensorError) as exc:
         raise DSEError(f"{path / OFF_RAMPS_FILE}: does not fit the model "
                        f"({str(exc).strip().splitlines()[0][:200]})") from None

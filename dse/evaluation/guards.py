@@ -1,4 +1,5 @@
-"""Guards: before a trial is scored, check that every compression knob it sampled is active.
+"""Guards: before a trial is scored, check that every compression knob it sampled is active,
+and that the prepared model's off-ramp design settings (``finetune.offramp_*``) acted.
 
 A knob that silently does nothing (a mask that never reaches the weights, a span mask skipped
 at some batch size, as in EdgeBERT's own code, a quantizer that leaves tensors untouched) would
@@ -9,6 +10,7 @@ make the study credit a design with savings it does not have. Each check raises
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -16,10 +18,11 @@ from torch import nn
 
 from dse.compression.apply import embedding_tables, encoder_linears
 from dse.compression.spec import CompressionSpec
+from dse.config import FinetuneConfig
 from dse.modeling.batching import EncodedSet, iter_batches
 from dse.modeling.early_exit import EarlyExitModel
 
-__all__ = ["InactiveKnob", "SPARSITY_TOLERANCE", "check_knobs_active"]
+__all__ = ["InactiveKnob", "SPARSITY_TOLERANCE", "check_knobs_active", "check_offramp_design"]
 
 # Magnitude pruning keeps exactly round((1 - s) * n) weights per matrix; allow one weight of
 # rounding plus a little slack for ties before calling a mask inactive.
@@ -107,3 +110,36 @@ def check_knobs_active(
         if hooked != len(lin_after):
             raise InactiveKnob(f"activation_bits={spec.activation_bits} quantizes {hooked} of "
                                f"{len(lin_after)} encoder matmul inputs")
+
+
+def check_offramp_design(model: EarlyExitModel, finetune: FinetuneConfig, evidence: Mapping[str, int]) -> None:
+    """Raise :class:`InactiveKnob` if a prepared model does not carry its off-ramp settings.
+
+    ``evidence``: what preparation counted where each setting acts
+    (:attr:`dse.training.prepare.PreparedInfo.offramp_evidence`): the earlier off-ramps that
+    stage 1 moved (joint training moves all, two-stage none), that stage 2 standardised (all),
+    and whose stage-2 loss had the distillation term (all when ``offramp_distillation`` > 0).
+    """
+    earlier = model.num_layers - 1
+    if model.pooling != finetune.offramp_pooling:
+        raise InactiveKnob(f"offramp_pooling={finetune.offramp_pooling} but the off-ramps read {model.pooling}")
+    poolers = sum(ramp.pooler is not None for ramp in model.off_ramps)
+    if model.head != finetune.offramp_head or poolers != (len(model.off_ramps) if model.head == "pooler" else 0):
+        raise InactiveKnob(f"offramp_head={finetune.offramp_head} but {poolers} of {len(model.off_ramps)} "
+                           "off-ramps have a pooler")
+    plain = [i + 1 for i, ramp in enumerate(model.off_ramps[:-1])
+             if torch.all(ramp.input_scale == 1.0) and torch.all(ramp.input_shift == 0.0)]
+    if plain:
+        raise InactiveKnob(f"stage 2 left the input of off-ramp(s) {plain} unstandardised")
+
+    def count(name: str) -> int:
+        return int(evidence.get(name, -1))
+
+    moved = count("stage1_trained_off_ramps")
+    if moved != (earlier if finetune.offramp_training == "joint" else 0):
+        raise InactiveKnob(f"offramp_training={finetune.offramp_training} but stage 1 trained {moved} of the "
+                           f"{earlier} earlier off-ramps")
+    distilled = count("distilled_off_ramps")
+    if distilled != (earlier if finetune.offramp_distillation > 0 else 0):
+        raise InactiveKnob(f"offramp_distillation={finetune.offramp_distillation:g} but {distilled} of the "
+                           f"{earlier} earlier off-ramps were trained with the distillation term")
