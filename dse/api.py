@@ -351,7 +351,8 @@ def evaluate_trace(csv_path: PathLike, *, profile: PathLike | None = None, **opt
 
     ``profile``: a YAML or JSON file of trace options; ``options`` (any field of
     :class:`dse.config.trace.TraceOptions`: ``threshold`` (nats, one or one per layer), ``model``
-    (a model or a ``config.json`` file), ``num_labels``, the compression profile
+    (a model or a ``config.json`` file), ``num_labels``, the off-ramp design the trace came from
+    (``offramp_head``: ``pooler``/``linear``; ``offramp_pooling``: ``cls``/``mean``), the compression profile
     (``encoder_density``, ``embedding_density``, ``weight_bits``, ``weight_exp_bits``,
     ``activation_bits``, ``attention_span``), the accelerator (``vmac_lanes``, ``vector_size``,
     ``sram_kb``, ``envm_cell``, ``voltage_v``, ``latency_target_ms``: DVFS on), and where the DVFS

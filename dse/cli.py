@@ -316,6 +316,10 @@ def trace(
     model: Annotated[Optional[str], typer.Option(
         "--model", help="model whose shape to cost: name, folder or config.json (default all-MiniLM-L6-v2)")] = None,
     num_labels: Annotated[Optional[int], typer.Option("--num-labels", help="classes (default 2)")] = None,
+    offramp_head: Annotated[Optional[str], typer.Option(
+        "--offramp-head", help="off-ramp head: pooler (EdgeBERT, default) or linear")] = None,
+    offramp_pooling: Annotated[Optional[str], typer.Option(
+        "--offramp-pooling", help="off-ramp input: cls (EdgeBERT, default) or mean")] = None,
     encoder_density: Annotated[Optional[float], typer.Option(
         "--encoder-density", help="non-zero fraction of encoder weights (default 1.0)")] = None,
     embedding_density: Annotated[Optional[float], typer.Option(
@@ -347,6 +351,7 @@ def trace(
     """
     print(json.dumps(api.evaluate_trace(
         csv_path, profile=profile, threshold=_thresholds(threshold), model=model, num_labels=num_labels,
+        offramp_head=offramp_head, offramp_pooling=offramp_pooling,
         encoder_density=encoder_density, embedding_density=embedding_density, weight_bits=weight_bits,
         weight_exp_bits=weight_exp_bits, activation_bits=activation_bits, attention_span=attention_span,
         vmac_lanes=vmac_lanes, vector_size=vector_size, sram_kb=sram_kb, envm_cell=envm_cell,

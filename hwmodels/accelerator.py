@@ -18,7 +18,8 @@ Attention with span w: QK^T is (S x d_h).(d_h x K) and AV (S x K).(K x d_h) per 
 mean keys per query and P the (query, key) pairs the span mask keeps (``workload.attended_pairs``), so
 MACs, SRAM traffic and softmax elements count exactly the kept pairs; cycles round K up to whole tiles.
 Special functions run V elements/cycle: softmax (3 passes), LayerNorm (3), GELU, residual add,
-off-ramp tanh and entropy.  Embeddings are looked up in eNVM once per sentence (word, position and
+off-ramp tanh (pooler heads) and entropy, and the token sum of a mean-pooling off-ramp (S*H adds,
+residual-add passes).  Embeddings are looked up in eNVM once per sentence (word, position and
 token-type rows, bitmask-compressed), 64*bits_per_cell bits per access.
 """
 
@@ -320,15 +321,17 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
     add_matmul(layer, s, keys, dh, count=nh, kind="act")   # A V per head
     add_matmul(layer, s, h, f_, kind="sparse")             # FFN up
     add_matmul(layer, s, f_, h, kind="sparse")             # FFN down
-    if shape.offramp_pooler:
-        add_matmul(layer, 1.0, h, h, kind="dense")         # off-ramp pooler on [CLS]
+    if shape.has_offramp_pooler:
+        add_matmul(layer, 1.0, h, h, kind="dense")         # off-ramp pooler on the pooled vector
     add_matmul(layer, 1.0, h, c_, kind="dense")            # off-ramp classifier
     add_sfu(layer, nh * s * keys, _PASSES["softmax"])
     add_sfu(layer, 2.0 * s * h, _PASSES["layernorm"])
     add_sfu(layer, s * f_, _PASSES["gelu"])
     add_sfu(layer, 2.0 * s * h, _PASSES["residual_add"])
-    if shape.offramp_pooler:
+    if shape.has_offramp_pooler:
         add_sfu(layer, float(h), _PASSES["tanh"])
+    if shape.offramp_pooling == "mean":
+        add_sfu(layer, s * h, _PASSES["residual_add"])     # sum of the token vectors (the 1/S folds into the matmul)
     add_sfu(layer, float(c_), _PASSES["entropy"])
 
     pro = _Accumulator(full)

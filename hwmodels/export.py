@@ -112,6 +112,8 @@ def accelerator_parameter_file(hardware: HardwareConfig, compression: Compressio
         "sparsity": {"encoding": hardware.sparse_format, "encoder_density": compression.encoder_density,
                      "embedding_density": compression.embedding_density},
         "attention_span": compression.attention_span,
+        "off_ramps": {"head": shape.offramp_head, "pooling": shape.offramp_pooling,
+                      "weights_per_layer": shape.offramp_weights_per_layer},
         "envm": {"cell": cell.name, "bits_per_cell": cell.bits_per_cell,
                  "embedding_bytes": emb_bytes, "embedding_mib": emb_bytes / MIB},
         "dvfs": {"enabled": hardware.dvfs, "latency_target_ms": hardware.latency_target_ms,

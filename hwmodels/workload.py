@@ -4,7 +4,8 @@ Per encoder layer with S tokens, hidden H, FFN width F and P attended (query, ke
     Q, K, V, O projections   4 x (S x H) . (H x H)         4*S*H^2 MACs
     QK^T, AV (all heads)     2 x P*H                        MACs
     FFN                      (S x H).(H x F), (S x F).(F x H)  2*S*H*F MACs
-    off-ramp on [CLS]        pooler H*H + classifier H*C    MACs
+    off-ramp                 pooler H*H (head "pooler"; none for "linear") + classifier H*C  MACs,
+                             on [CLS] or on the token mean (pooling "mean": S*H more adds)
 ALBERT adds the embedding projection (S x E).(E x H) once per sentence.
 
 The attention span w is a query-key distance, the hard span of the span mask: query i attends
@@ -57,7 +58,8 @@ class ModelShape:
     type_vocab_size: int
     num_labels: int
     shared_layers: bool  # ALBERT shares one layer's weights across all layers
-    offramp_pooler: bool = True  # off-ramp head: pooler H*H + tanh, then the classifier (False: classifier only)
+    offramp_head: str = "pooler"  # "pooler": Linear(H, H) + tanh before the classifier; "linear": classifier only
+    offramp_pooling: str = "cls"  # the off-ramp reads the [CLS] vector, or the "mean" of the token vectors
     offramp_shared: bool = False  # one off-ramp head's weights serve every layer (stored once)
 
     def __post_init__(self) -> None:
@@ -66,17 +68,21 @@ class ModelShape:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelShape.{name} must be a positive integer, got {value!r}")
-        for name in ("shared_layers", "offramp_pooler", "offramp_shared"):
+        for name in ("shared_layers", "offramp_shared"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelShape.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.offramp_head not in ("pooler", "linear"):
+            raise ValueError(f"ModelShape.offramp_head must be 'pooler' or 'linear', got {self.offramp_head!r}")
+        if self.offramp_pooling not in ("cls", "mean"):
+            raise ValueError(f"ModelShape.offramp_pooling must be 'cls' or 'mean', got {self.offramp_pooling!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 
     @classmethod
-    def from_hf_config(cls, config: Any, num_labels: int, *, offramp_pooler: bool = True,
-                       offramp_shared: bool = False) -> "ModelShape":
-        """Read a transformers BertConfig/AlbertConfig (duck-typed attributes); the off-ramp head's
-        shape (pooler or classifier only, shared across layers or not) is the caller's."""
+    def from_hf_config(cls, config: Any, num_labels: int, *, offramp_head: str = "pooler",
+                       offramp_pooling: str = "cls", offramp_shared: bool = False) -> "ModelShape":
+        """Read a transformers BertConfig/AlbertConfig (duck-typed attributes); the off-ramp design
+        is not in it (default: EdgeBERT's pooler on [CLS], one head per layer)."""
         is_albert = getattr(config, "model_type", None) == "albert" and hasattr(config, "embedding_size")
         hidden = int(config.hidden_size)
         return cls(
@@ -90,7 +96,8 @@ class ModelShape:
             type_vocab_size=int(getattr(config, "type_vocab_size", 2)),
             num_labels=int(num_labels),
             shared_layers=is_albert,
-            offramp_pooler=offramp_pooler,
+            offramp_head=offramp_head,
+            offramp_pooling=offramp_pooling,
             offramp_shared=offramp_shared,
         )
 
@@ -127,13 +134,20 @@ class ModelShape:
         return self.embedding_size * self.hidden_size if self.has_embedding_projection else 0
 
     @property
+    def has_offramp_pooler(self) -> bool:
+        return self.offramp_head == "pooler"
+
+    @property
     def offramp_pooler_weights(self) -> int:
         """Pooler H*H of one off-ramp head (0 for a classifier-only head)."""
-        return self.hidden_size * self.hidden_size if self.offramp_pooler else 0
+        return self.hidden_size * self.hidden_size if self.has_offramp_pooler else 0
 
     @property
     def offramp_weights_per_layer(self) -> int:
-        """Pooler H*H (pooler heads) + classifier H*C of one off-ramp (EdgeBERT highways)."""
+        """Pooler H*H (if any) + classifier H*C of one off-ramp (EdgeBERT highways).
+
+        The off-ramp's input standardisation (a shift and a scale per feature) folds into its
+        first matmul on a chip and, like biases, is not counted."""
         return self.offramp_pooler_weights + self.hidden_size * self.num_labels
 
     @property

@@ -327,6 +327,14 @@ def test_entropy_trace_drives_the_hardware_model(tmp_path: Path) -> None:
     bad.write_text("tokens,entropy_1\n10,0.1\n")
     run = dse("trace", str(bad), "--threshold", "0.2")
     assert run.returncode == 1 and "has 1 layers but" in run.stderr
+    # the off-ramp design the trace came from: a linear head skips the H x H pooler, mean pooling adds a token sum
+    linear = json.loads(dse("trace", str(trace), "--threshold", "0.2", "--offramp-head", "linear").stdout)
+    assert linear["energy_uj"] < out["energy_uj"] and linear["latency_ms"] < out["latency_ms"]
+    mean = json.loads(dse("trace", str(trace), "--threshold", "0.2", "--offramp-head", "linear",
+                          "--offramp-pooling", "mean").stdout)
+    assert mean["energy_uj"] > linear["energy_uj"]
+    run = dse("trace", str(trace), "--threshold", "0.2", "--offramp-head", "mlp")
+    assert run.returncode == 1 and "offramp_head" in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
 def _documented_trace_commands() -> tuple[list[str], str, list[dict]]:

@@ -129,11 +129,13 @@ class _Layer(nn.Module):
 
 
 class _EarlyExit(nn.Module):
-    """Scripted driver: padding + span bias, the layer loop with real early exit."""
+    """Scripted driver: padding + span bias, the layer loop with real early exit, the off-ramps'
+    pooling ([CLS] or the mean of the real tokens)."""
 
     def __init__(self, embed: nn.Module, layers: list[nn.Module], ramps: list[nn.Module],
-                 spans: torch.Tensor, thresholds: torch.Tensor, num_labels: int) -> None:
+                 spans: torch.Tensor, thresholds: torch.Tensor, num_labels: int, mean_pooling: bool) -> None:
         super().__init__()
+        self.mean_pooling = mean_pooling
         self.embed = embed
         self.layers = nn.ModuleList(layers)
         self.ramps = nn.ModuleList(ramps)
@@ -152,6 +154,12 @@ class _EarlyExit(nn.Module):
             .masked_fill(dist[None] > self.spans[index][:, None, None], low)  # [heads, s, s]
         return (pad[:, None, None, :] + span[None]).clamp(min=low)
 
+    def _pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if not self.mean_pooling:
+            return h[:, 0]
+        m = attention_mask[:, :, None].float()
+        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = input_ids.shape[0]
@@ -164,7 +172,7 @@ class _EarlyExit(nn.Module):
         for index, (layer, ramp) in enumerate(zip(self.layers, self.ramps)):
             if alive.numel() > 0:  # TorchScript unrolls this loop: skip, not break
                 h = layer(h, self._bias(mask, index))
-                logits = ramp(h[:, 0]).float()
+                logits = ramp(self._pool(h, mask)).float()
                 log_p = torch.log_softmax(logits, dim=-1)
                 done = -(log_p.exp() * log_p).sum(-1) < self.thresholds[index]
                 if index == last:
@@ -182,7 +190,7 @@ class _EarlyExit(nn.Module):
         out: list[torch.Tensor] = []
         for index, (layer, ramp) in enumerate(zip(self.layers, self.ramps)):
             h = layer(h, self._bias(attention_mask, index))
-            out.append(ramp(h[:, 0]).float())
+            out.append(ramp(self._pool(h, attention_mask)).float())
         return torch.stack(out)
 
 
@@ -218,7 +226,8 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
         embed = torch.jit.trace(_Embed(model), (ids, torch.zeros_like(ids)), check_trace=False)
         layers = [torch.jit.trace(_Layer(model, i), (h, bias), check_trace=False) for i in range(model.num_layers)]
         ramps = [torch.jit.trace(r, (h[:, 0],), check_trace=False) for r in model.off_ramps]
-        return torch.jit.script(_EarlyExit(embed, layers, ramps, spans, thresholds, model.num_labels))
+        return torch.jit.script(_EarlyExit(embed, layers, ramps, spans, thresholds, model.num_labels,
+                                           model.pooling == "mean"))
 
 
 def _save(module: torch.jit.ScriptModule, path: Path) -> None:
@@ -415,6 +424,7 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
         "files": files, **how,
         "task": task, "label_names": s.label_names, "max_seq_length": s.max_seq_length,
         "exit_rule": s.exit_rule, "entropy_thresholds_nats": s.entropy_thresholds_nats,
+        "offramp_pooling": s.offramp_pooling, "offramp_head": s.offramp_head,
         "measured": {**report.to_json(), "path": None, "machine": _machine(format)},
     }}
     write_text_atomic(out / DEPLOY_FILE, json.dumps(meta, indent=2) + "\n")

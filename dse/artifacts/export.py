@@ -130,7 +130,9 @@ def accelerator_section(config: StudyConfig, knobs: dict[str, Any], *, task: Tas
 
     hf_config = AutoConfig.from_pretrained(resolve_model_source(config.model.name))
     task = task or config.task_settings()[0]
-    shape = ModelShape.from_hf_config(hf_config, num_labels=task_spec(task.name).num_labels)
+    shape = ModelShape.from_hf_config(hf_config, num_labels=task_spec(task.name).num_labels,
+                                      offramp_head=task.finetune.offramp_head,
+                                      offramp_pooling=task.finetune.offramp_pooling)
     hardware = hardware_config(knobs)
     predictor = None
     if hardware.dvfs:

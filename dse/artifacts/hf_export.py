@@ -8,7 +8,9 @@ Folder layout (``model/`` inside a design export)::
     model.safetensors      a ``*ForSequenceClassification`` checkpoint: the backbone weights exactly
                            as the trial evaluated them (pruning masks baked in, AdaptivFloat-rounded
                            values) with the final off-ramp as its pooler and classifier
-    off_ramps.safetensors  the off-ramp after every layer (pooler + classifier), rounded likewise
+    off_ramps.safetensors  the off-ramp after every layer (input standardisation, pooler if any,
+                           classifier), rounded likewise; the section's offramp_pooling and
+                           offramp_head say what each reads ([CLS] or token mean) and computes
     tokenizer files        the study model's tokenizer
     README.md              the model card: the design, its figures, its knobs, the dataset
 
@@ -49,7 +51,7 @@ from dse.errors import DSEError
 from dse.evaluation import early_exit_points, load_dev_set
 from dse.io import atomic_folder
 from dse.modeling.batching import EncodedSet
-from dse.modeling.early_exit import EarlyExitModel, simulate_early_exit
+from dse.modeling.early_exit import EarlyExitModel, load_off_ramps, simulate_early_exit
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_backbone, load_tokenizer
 
@@ -102,6 +104,10 @@ class ModelSettings(BaseModel):
     # that layer's threshold; the last layer always exits.
     exit_rule: Literal["entropy_below_threshold"] = EXIT_RULE
     entropy_thresholds_nats: list[float]  # one per layer
+    # What every off-ramp reads (the [CLS] vector or the mean of the real tokens' vectors) and
+    # whether it has a pooler (Linear + tanh) before its classifier; older exports: cls, pooler.
+    offramp_pooling: Literal["cls", "mean"] = "cls"
+    offramp_head: Literal["pooler", "linear"] = "pooler"
     attention_spans_tokens: list[list[float | None]]  # [layer][head]; null = unlimited
     compression: dict[str, Any]  # the accuracy-relevant knobs of the design
     achieved: dict[str, Any] = {}  # e.g. encoder/embedding sparsity after pruning
@@ -187,6 +193,7 @@ def save_exported_model(model: EarlyExitModel, tokenizer: PreTrainedTokenizerBas
     settings = ModelSettings(
         task=spec.name, num_labels=model.num_labels, label_names=list(spec.label_names),
         max_seq_length=max_seq_length, entropy_thresholds_nats=[float(exit_threshold)] * model.num_layers,
+        offramp_pooling=model.pooling, offramp_head=model.head,
         attention_spans_tokens=_spans_json(model.spans), compression=dict(compression),
         achieved=dict(achieved or {}), dev_rows=dev_rows, design=dict(design or {}),
     )
@@ -234,9 +241,15 @@ def _sequence_classifier(model: EarlyExitModel, label_names: tuple[str, ...] | l
     if not (isinstance(dense, nn.Linear) and isinstance(ramp_pooler, nn.Linear)
             and isinstance(classifier, nn.Linear) and isinstance(getattr(head, "classifier", None), nn.Linear)):
         return None
+    if getattr(model, "pooling", "cls") != "cls":  # HF's pooler reads [CLS], never the token mean
+        return None
+    # the off-ramp's input standardisation, (x - shift) * scale, folded into the pooler's matmul
+    shift, scale = getattr(ramp, "input_shift", None), getattr(ramp, "input_scale", None)
+    weight = ramp_pooler.weight.detach() * (scale if scale is not None else 1.0)
+    bias = ramp_pooler.bias.detach() - (weight @ shift if shift is not None else 0.0)
     try:
         base.load_state_dict(model.backbone.state_dict(), strict=False)
-        dense.load_state_dict(ramp_pooler.state_dict())
+        dense.load_state_dict({"weight": weight, "bias": bias})
         head.classifier.load_state_dict(classifier.state_dict())
     except RuntimeError:
         return None
@@ -410,11 +423,12 @@ def load_exported_model(path: str | Path) -> ExportedModel:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise DSEError(f"{path}: the exported backbone does not load ({exc.__class__.__name__}: {first}); "
                        f"{EXPORT_AGAIN}") from None
-    model = EarlyExitModel(backbone, settings.num_labels)
+    model = EarlyExitModel(backbone, settings.num_labels, pooling=settings.offramp_pooling,
+                           head=settings.offramp_head)
     ramps = read_export_file(path / OFF_RAMPS_FILE, lambda p: safetensors.torch.load_file(str(p)),
                              "safetensors file")
     try:
-        model.off_ramps.load_state_dict(ramps)
+        load_off_ramps(model.off_ramps, ramps)
     except RuntimeError as exc:
         raise DSEError(f"{path / OFF_RAMPS_FILE}: does not fit the model "
                        f"({str(exc).strip().splitlines()[0][:200]})") from None

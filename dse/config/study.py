@@ -134,7 +134,13 @@ class DataConfig(_Strict):
 
 
 class FinetuneConfig(_Strict):
-    """Two-stage off-ramp fine-tuning (stage 1: backbone + final classifier; stage 2: off-ramps)."""
+    """Off-ramp fine-tuning: stage 1 trains the backbone and the final classifier (``joint``: and
+    every off-ramp, PABEE-weighted), stage 2 the earlier off-ramps on cached, standardised features.
+
+    The ``offramp_*`` design settings are preparation-level: each setting is fine-tuned once and
+    cached (they are part of the prepared model's key); the defaults are EdgeBERT's design
+    (docs/compression.md, "Off-ramps", has what each setting measured).
+    """
 
     train_subset: int | None = Field(default=8000, ge=32, description="seeded train rows; null = all")
     min_words: int = Field(default=0, ge=0, description="drop train rows with fewer words")
@@ -143,13 +149,28 @@ class FinetuneConfig(_Strict):
     learning_rate: float = Field(default=1e-4, gt=0)
     max_train_seq_length: int = Field(default=64, ge=8, le=512)
     offramp_train_subset: int | None = Field(
-        default=4000, ge=32, description="rows whose [CLS] features train the off-ramps; null = all"
+        default=4000, ge=32, description="rows whose pooled features train the off-ramps; null = all"
     )
-    offramp_epochs: int = Field(default=20, ge=1)
-    offramp_learning_rate: float = Field(default=1e-3, gt=0)
+    offramp_epochs: int = Field(default=20, ge=1, description="stage-2 AdamW epochs of pooler off-ramps "
+                                "(a linear off-ramp is solved to convergence)")
+    offramp_learning_rate: float = Field(default=1e-3, gt=0, description="stage-2 AdamW learning rate of "
+                                         "pooler off-ramps (decays linearly to 0)")
     seed: int = 0
     freeze_embeddings: bool = Field(default=False, description="keep the embedding module (tables, LayerNorm) "
                                     "fixed; multi-task studies always do, so their tasks share one table")
+    offramp_pooling: Literal["cls", "mean"] = Field(
+        default="cls", description="every off-ramp's input: the [CLS] vector (EdgeBERT) or the mean of the "
+        "token vectors (what all-MiniLM-L6-v2 was trained for)")
+    offramp_head: Literal["pooler", "linear"] = Field(
+        default="pooler", description="pooler: Linear(H, H) + tanh before the classifier (EdgeBERT); "
+        "linear: the classifier only (no H x H weights per off-ramp)")
+    offramp_training: Literal["two_stage", "joint"] = Field(
+        default="two_stage", description="two_stage: backbone and final classifier first, then the off-ramps "
+        "on frozen features (DeeBERT/EdgeBERT); joint: every off-ramp's loss, weighted by depth (PABEE), "
+        "in the backbone's fine-tune, then the same stage 2 from the jointly trained off-ramps")
+    offramp_distillation: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="weight of self-distillation from the final layer's soft "
+        "labels (temperature 2) in the off-ramps' stage-2 loss; the rest is the task loss (0 = off)")
 
 
 class Objective(_Strict):
@@ -595,11 +616,26 @@ def config_hash(config: StudyConfig) -> str:
         data.pop("tasks", None)
     if not data["finetune"].get("freeze_embeddings"):  # likewise
         data["finetune"].pop("freeze_embeddings", None)
+    _drop_offramp_defaults(data["finetune"])
+    for task in data.get("tasks") or ():
+        if task.get("finetune"):
+            _drop_offramp_defaults(task["finetune"])
     for key, default in (("gpus_per_trial", 0.0), ("max_retries", 2)):  # keep older studies' hashes
         if data["executor"].get(key) == default:
             data["executor"].pop(key)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_OFFRAMP_DEFAULTS = {name: FinetuneConfig.model_fields[name].default
+                     for name in ("offramp_pooling", "offramp_head", "offramp_training", "offramp_distillation")}
+
+
+def _drop_offramp_defaults(finetune: dict[str, Any]) -> None:
+    """Off-ramp design settings at their defaults leave a definition's hash as it was before they existed."""
+    for name, default in _OFFRAMP_DEFAULTS.items():
+        if finetune.get(name) == default:
+            finetune.pop(name)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -49,6 +49,8 @@ class TraceOptions(BaseModel):
     model: str = Field("all-MiniLM-L6-v2", min_length=1,
                        description="whose shape to cost: packaged default, hub name, folder, or a config.json file")
     num_labels: int = Field(2, ge=1, le=1000, description="classes of the off-ramp classifiers")
+    offramp_head: Literal["pooler", "linear"] = Field("pooler", description="off-ramp head the trace came from")
+    offramp_pooling: Literal["cls", "mean"] = Field("cls", description="off-ramp input the trace came from")
     # compression profile (hwmodels.CompressionProfile): pruning densities, AdaptivFloat formats, span
     encoder_density: float = Field(_COMPRESSION_DEFAULTS["encoder_density"],
                                    description="non-zero fraction of encoder matmul weights")

@@ -23,6 +23,7 @@ from dse.config import FaultsConfig, FinetuneConfig, StudyConfig, TaskSettings, 
 from dse.data import load_task_split, resolve_glue_dir
 from dse.data.metrics import main_metric
 from dse.errors import DataError, DSEError, ModelError
+from dse.evaluation.guards import InactiveKnob, check_offramp_design
 from dse.io import DamagedFileError, atomic_write, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset
 from dse.modeling.device import model_device, resolve_device
@@ -189,13 +190,18 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
     spec = task_spec(task.name)
     glue_dir = resolve_glue_dir(config.data.glue_dir)
     prepared = prepare_for_study(config, task, device)
+    try:
+        check_offramp_design(prepared.model, task.finetune, prepared.info.offramp_evidence)
+    except InactiveKnob as exc:  # a defect in preparation, not in any one trial: no trial may use it
+        raise DSEError(f"{prepared.path}: the fine-tuned model does not carry its off-ramp settings: {exc}") from None
     tokenizer = load_tokenizer(resolve_model_source(config.model.name))
     dev = load_dev_set(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
                        dev_subset=task.dev_subset, seed=config.data.seed, train_from_dev=task.train_from_dev)
     ctx = EvalContext(
         task=spec.name, model=prepared.model, prepared_key=prepared.info.key, dev=dev,
         pad_id=tokenizer.pad_token_id or 0,
-        shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels),
+        shape=ModelShape.from_hf_config(prepared.model.config, num_labels=spec.num_labels,
+                                        offramp_head=prepared.model.head, offramp_pooling=prepared.model.pooling),
         baseline_points=0.0, cache_dir=cache_dir,
         training_source=TrainingSource.for_task(config, task),
         faults=config.faults,

@@ -1,4 +1,5 @@
-"""Guards: before a trial is scored, check that every compression knob it sampled is active.
+"""Guards: before a trial is scored, check that every compression knob it sampled is active,
+and that the prepared model's off-ramp design settings (``finetune.offramp_*``) acted.
 
 A knob that silently does nothing (a mask that never reaches the weights, a span mask skipped
 at some batch size, as in EdgeBERT's own code, a quantizer that leaves tensors untouched) would
@@ -17,7 +18,7 @@ nothing without DVFS, and ``weight_store: dram`` nothing where the weights never
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,14 +26,14 @@ from torch import nn
 
 from dse.compression.apply import embedding_tables, encoder_linears
 from dse.compression.spec import CompressionSpec
-from dse.config import KNOBS
+from dse.config import KNOBS, FinetuneConfig
 from dse.modeling.batching import EncodedSet, iter_batches
 from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 from hwmodels import BatchResult, CompressionProfile, HardwareConfig, HardwareResult, ModelShape, evaluate_configs
 
 __all__ = ["GUARDED_HARDWARE_KNOBS", "InactiveKnob", "SPARSITY_TOLERANCE", "check_activation_width",
-           "check_hardware_knobs_active", "check_knobs_active", "inert_hardware_knobs",
+           "check_hardware_knobs_active", "check_knobs_active", "check_offramp_design", "inert_hardware_knobs",
            "simulated_activation_bits"]
 
 GUARDED_HARDWARE_KNOBS = ("sparse_format", "weight_store", "dvfs_layer1")
@@ -185,3 +186,36 @@ def check_activation_width(simulated_bits: int, charged_bits: int) -> None:
         measured = "fp32 activations" if simulated_bits == 0 else f"{int(simulated_bits)}-bit activations"
         raise InactiveKnob(f"activation_bits: the hardware is costed with {int(charged_bits)}-bit activations but "
                            f"accuracy was measured with {measured}")
+
+
+def check_offramp_design(model: EarlyExitModel, finetune: FinetuneConfig, evidence: Mapping[str, int]) -> None:
+    """Raise :class:`InactiveKnob` if a prepared model does not carry its off-ramp settings.
+
+    ``evidence``: what preparation counted where each setting acts
+    (:attr:`dse.training.prepare.PreparedInfo.offramp_evidence`): the earlier off-ramps that
+    stage 1 moved (joint training moves all, two-stage none), that stage 2 standardised (all),
+    and whose stage-2 loss had the distillation term (all when ``offramp_distillation`` > 0).
+    """
+    earlier = model.num_layers - 1
+    if model.pooling != finetune.offramp_pooling:
+        raise InactiveKnob(f"offramp_pooling={finetune.offramp_pooling} but the off-ramps read {model.pooling}")
+    poolers = sum(ramp.pooler is not None for ramp in model.off_ramps)
+    if model.head != finetune.offramp_head or poolers != (len(model.off_ramps) if model.head == "pooler" else 0):
+        raise InactiveKnob(f"offramp_head={finetune.offramp_head} but {poolers} of {len(model.off_ramps)} "
+                           "off-ramps have a pooler")
+    plain = [i + 1 for i, ramp in enumerate(model.off_ramps[:-1])
+             if torch.all(ramp.input_scale == 1.0) and torch.all(ramp.input_shift == 0.0)]
+    if plain:
+        raise InactiveKnob(f"stage 2 left the input of off-ramp(s) {plain} unstandardised")
+
+    def count(name: str) -> int:
+        return int(evidence.get(name, -1))
+
+    moved = count("stage1_trained_off_ramps")
+    if moved != (earlier if finetune.offramp_training == "joint" else 0):
+        raise InactiveKnob(f"offramp_training={finetune.offramp_training} but stage 1 trained {moved} of the "
+                           f"{earlier} earlier off-ramps")
+    distilled = count("distilled_off_ramps")
+    if distilled != (earlier if finetune.offramp_distillation > 0 else 0):
+        raise InactiveKnob(f"offramp_distillation={finetune.offramp_distillation:g} but {distilled} of the "
+                           f"{earlier} earlier off-ramps were trained with the distillation term")

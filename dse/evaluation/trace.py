@@ -64,7 +64,8 @@ def evaluate_trace(csv_path: Path, options: TraceOptions) -> dict[str, Any]:
     fit_path = options.fit_trace
     fit_entropies = read_trace(fit_path)[0] if fit_path is not None else None
     try:
-        shape = ModelShape.from_hf_config(load_model_config(options.model), num_labels=options.num_labels)
+        shape = ModelShape.from_hf_config(load_model_config(options.model), num_labels=options.num_labels,
+                                          offramp_head=options.offramp_head, offramp_pooling=options.offramp_pooling)
     except (ValueError, AttributeError, TypeError) as exc:  # a config.json with odd values
         raise DSEError(f"{options.model}: not a usable model config ({str(exc).strip().splitlines()[0]})") from None
     for path, h in ((csv_path, entropies), (fit_path, fit_entropies)):

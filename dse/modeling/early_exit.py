@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,11 @@ from transformers.activations import ACT2FN
 
 from dse.modeling.span import AdaptiveSpan, hard_span_bias, renormalized_probs
 
-__all__ = ["EarlyExitModel", "OffRamp", "entropy", "simulate_early_exit"]
+__all__ = ["EarlyExitModel", "OffRamp", "OffRampHead", "OffRampPooling", "entropy", "load_off_ramps",
+           "pool_hidden", "simulate_early_exit"]
+
+OffRampPooling = Literal["cls", "mean"]
+OffRampHead = Literal["pooler", "linear"]
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -63,23 +68,62 @@ def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return bias[:, None, None, :]
 
 
-class OffRamp(nn.Module):
-    """Pooler (Linear + tanh on the [CLS] vector), dropout, classifier — EdgeBERT's highway."""
+def pool_hidden(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """An off-ramp's input ``[b, hidden]`` from a layer's output ``[b, s, hidden]``: the [CLS]
+    vector, or the mean of the vectors of the real (unpadded) tokens."""
+    if pooling == "cls":
+        return h[:, 0]
+    m = attention_mask[:, :, None].to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+
+class OffRamp(nn.Module):
+    """Input standardisation, pooler (Linear + tanh; ``head="pooler"``, EdgeBERT's highway) or
+    none (``head="linear"``), dropout, classifier.
+
+    ``input_shift``/``input_scale`` (buffers, identity unless set) standardise the pooled vector
+    per feature, ``(x - shift) * scale``, before the first matmul. Stage 2 sets them from the
+    training rows' features: an early layer's [CLS] vector varies across sentences by ~1e-3 per
+    feature on top of a large fixed offset, far below what the off-ramp's weights can learn to
+    resolve (see ``docs/compression.md``). The affine folds into the first matmul on a chip; it
+    is kept apart here so that weight quantization sees well-scaled weights.
+    """
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, head: OffRampHead = "pooler") -> None:
         super().__init__()
-        self.pooler = nn.Linear(hidden_size, hidden_size)
+        if head not in ("pooler", "linear"):
+            raise ValueError(f"unknown off-ramp head {head!r} (pooler or linear)")
+        self.head = head
+        self.register_buffer("input_shift", torch.zeros(hidden_size))
+        self.register_buffer("input_scale", torch.ones(hidden_size))
+        self.pooler = nn.Linear(hidden_size, hidden_size) if head == "pooler" else None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(torch.tanh(self.pooler(cls))))
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = (pooled - self.input_shift) * self.input_scale
+        if self.pooler is not None:
+            x = torch.tanh(self.pooler(x))
+        return self.classifier(self.dropout(x))
+
+
+def load_off_ramps(ramps: nn.ModuleList, state: dict[str, torch.Tensor]) -> None:
+    """Load off-ramp weights; files written before the input standardisation existed lack its
+    buffers, which then stay the identity."""
+    state = dict(state)
+    for i, ramp in enumerate(ramps):
+        state.setdefault(f"{i}.input_shift", torch.zeros_like(ramp.input_shift))
+        state.setdefault(f"{i}.input_scale", torch.ones_like(ramp.input_scale))
+    ramps.load_state_dict(state)
 
 
 class EarlyExitModel(nn.Module):
     """An HF ``BertModel``/``AlbertModel`` backbone plus one off-ramp after every layer.
 
-    The off-ramp after the last layer is the model's final classifier. ``spans`` holds one hard
+    The off-ramp after the last layer is the model's final classifier. Every off-ramp reads the
+    ``pooling`` of its layer's output (``cls``: the [CLS] vector, EdgeBERT; ``mean``: the mean
+    of the token vectors) through a ``head`` (``pooler``: Linear + tanh, then the classifier;
+    ``linear``: the classifier only). ``spans`` holds one hard
     attention span per layer and head (tokens, ``inf`` = unlimited): a query attends to a key
     only when their distance is within the span. The span is measured between positions
     (Sukhbaatar et al.'s relative form) rather than from the padded end as EdgeBERT's code
@@ -93,22 +137,27 @@ class EarlyExitModel(nn.Module):
     ``spans`` and drops the modules.
     """
 
-    def __init__(self, backbone: PreTrainedModel, num_labels: int) -> None:
+    def __init__(self, backbone: PreTrainedModel, num_labels: int, *, pooling: OffRampPooling = "cls",
+                 head: OffRampHead = "pooler") -> None:
         super().__init__()
         config = backbone.config
         if config.model_type not in ("bert", "albert"):
             raise ValueError(f"unsupported model type {config.model_type!r} (bert or albert)")
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"unknown off-ramp pooling {pooling!r} (cls or mean)")
+        self.pooling: OffRampPooling = pooling
+        self.head: OffRampHead = head
         self.backbone = backbone
         self.num_labels = num_labels
         self.num_layers: int = config.num_hidden_layers
         self.num_heads: int = config.num_attention_heads
         hidden = config.hidden_size
         self.off_ramps = nn.ModuleList(
-            OffRamp(hidden, num_labels, config.hidden_dropout_prob) for _ in range(self.num_layers)
+            OffRamp(hidden, num_labels, config.hidden_dropout_prob, head) for _ in range(self.num_layers)
         )
         pooler = getattr(backbone, "pooler", None)
         for ramp in self.off_ramps:
-            if isinstance(pooler, nn.Module):  # EdgeBERT copies the pretrained pooler into each
+            if isinstance(pooler, nn.Module) and ramp.pooler is not None:  # EdgeBERT copies the pretrained pooler into each
                 dense = pooler.dense if hasattr(pooler, "dense") else pooler
                 ramp.pooler.load_state_dict(dense.state_dict())
         self.register_buffer(
@@ -244,6 +293,10 @@ class EarlyExitModel(nn.Module):
             yield h
 
     # ----- heads -----------------------------------------------------------------------------
+    def pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The off-ramp input ``[b, hidden]`` of a layer output ``[b, s, hidden]`` (see :func:`pool_hidden`)."""
+        return pool_hidden(h, attention_mask, self.pooling)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -253,7 +306,7 @@ class EarlyExitModel(nn.Module):
         """Logits of every off-ramp: ``[layers, batch, num_labels]``."""
         return torch.stack(
             [
-                ramp(h[:, 0])
+                ramp(self.pool(h, attention_mask))
                 for ramp, h in zip(
                     self.off_ramps, self.hidden_states(input_ids, attention_mask, token_type_ids)
                 )
@@ -263,12 +316,12 @@ class EarlyExitModel(nn.Module):
     def final_logits(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:  # noqa: ANN001
         """Logits of the last layer's classifier only (stage-1 training)."""
         *_, h = self.hidden_states(input_ids, attention_mask, token_type_ids)
-        return self.off_ramps[-1](h[:, 0])
+        return self.off_ramps[-1](self.pool(h, attention_mask))
 
-    def cls_features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:  # noqa: ANN001
-        """[CLS] vectors after every layer: ``[layers, batch, hidden]`` (stage-2 training)."""
+    def pooled_features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:  # noqa: ANN001
+        """Every layer's off-ramp input (pooled): ``[layers, batch, hidden]`` (stage-2 training)."""
         return torch.stack(
-            [h[:, 0] for h in self.hidden_states(input_ids, attention_mask, token_type_ids)]
+            [self.pool(h, attention_mask) for h in self.hidden_states(input_ids, attention_mask, token_type_ids)]
         )
 
     @torch.no_grad()
@@ -294,17 +347,18 @@ class EarlyExitModel(nn.Module):
         out_layer = torch.empty(b, dtype=torch.int64)
         alive = torch.arange(b)
         h = self._embed(input_ids, token_type_ids)
-        pad_bias = _padding_bias(attention_mask, h.dtype)
+        mask = attention_mask
+        pad_bias = _padding_bias(mask, h.dtype)
         for index in range(self.num_layers):
             h = self._run_layer(index, h, pad_bias)
-            logits = self.off_ramps[index](h[:, 0])
+            logits = self.off_ramps[index](self.pool(h, mask))
             done = entropy(logits) < thr[index]
             if index == self.num_layers - 1:
                 done[:] = True
             out_logits[alive[done]] = logits[done].float()
             out_layer[alive[done]] = index + 1
             keep = ~done
-            alive, h, pad_bias = alive[keep], h[keep], pad_bias[keep]
+            alive, h, mask, pad_bias = alive[keep], h[keep], mask[keep], pad_bias[keep]
             if alive.numel() == 0:
                 break
         return out_logits, out_layer

@@ -1,8 +1,15 @@
-"""Model preparation: two-stage off-ramp fine-tuning, cached on disk by a content hash.
+"""Model preparation: off-ramp fine-tuning, cached on disk by a content hash.
 
-Stage 1 (EdgeBERT/DeeBERT) trains the backbone and the final classifier. Stage 2 trains only
-the off-ramps; because the backbone is frozen then, it runs on [CLS] features computed once,
-which turns minutes of forward passes into seconds.
+Stage 1 (EdgeBERT/DeeBERT) trains the backbone and the final classifier; with
+``offramp_training: joint`` it trains every off-ramp with the backbone (PABEE's depth-weighted
+sum of their losses). Stage 2 trains the earlier off-ramps; because the backbone is frozen then,
+it runs on pooled features computed once, which turns minutes of forward passes into seconds.
+
+Stage 2 standardises every off-ramp's input per feature (mean and standard deviation over the
+training rows, kept in the off-ramp): an early layer's [CLS] vector varies across sentences by
+~1e-3 per feature on top of a large fixed offset, and without it the early off-ramps of the
+default study stayed 13-25 points below a logistic-regression probe on the same features
+(docs/compression.md, "Off-ramps").
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,15 +36,19 @@ from dse.data.metrics import main_metric
 from dse.io import DamagedFileError, atomic_folder, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
 from dse.modeling.device import device_class, model_device, train_autocast
-from dse.modeling.early_exit import EarlyExitModel
+from dse.modeling.early_exit import EarlyExitModel, load_off_ramps
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_backbone, load_tokenizer
+from dse.training.distillation import distillation_loss
+from dse.training.probe import feature_standardisation, fit_linear_head
 
 __all__ = [
     "PREPARE_VERSION",
     "PreparedModel",
     "cache_root",
-    "layer_cls_features",
+    "fine_tune_off_ramps",
+    "joint_loss_weights",
+    "layer_features",
     "load_cached",
     "load_checkpoint",
     "load_prepared",
@@ -46,10 +57,12 @@ __all__ = [
     "prepare_model",
     "save_checkpoint",
     "stage1_parameters",
+    "standardize_off_ramps",
     "train_offramps",
 ]
 
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: standardised off-ramp inputs in stage 2; off-ramp pooling/head/training settings
+OFFRAMP_DISTILLATION_TEMPERATURE = 2.0  # EdgeBERT's (and FastBERT's) distillation temperature
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -65,6 +78,13 @@ class PreparedInfo:
     baseline_dev_metric_by_layer: list[float]
     stage1_seconds: float
     stage2_seconds: float
+    offramp_pooling: str = "cls"  # absent from checkpoints written before the setting existed
+    offramp_head: str = "pooler"
+    offramp_training: str = "two_stage"
+    offramp_distillation: float = 0.0
+    # What the off-ramp settings did, counted where they act (see OFFRAMP_EVIDENCE); the guards
+    # (dse.evaluation.guards.check_offramp_design) refuse a model whose settings did nothing.
+    offramp_evidence: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,17 +152,27 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.
     return F.cross_entropy(logits, labels.long())
 
 
-def stage1_parameters(model: EarlyExitModel, finetune: FinetuneConfig) -> list[tuple[str, torch.nn.Parameter]]:
+def stage1_parameters(model: EarlyExitModel, finetune: FinetuneConfig, *,
+                      all_off_ramps: bool = False) -> list[tuple[str, torch.nn.Parameter]]:
     """What stage 1 (and a compression-aware fine-tune) trains: the backbone and the final
-    classifier, not the earlier off-ramps, nor the embedding module when it is frozen."""
+    classifier (``all_off_ramps``: every off-ramp, for joint training), not the embedding module
+    when it is frozen."""
     last = model.num_layers - 1
     return [(n, p) for n, p in model.named_parameters()
-            if (not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
+            if (all_off_ramps or not n.startswith("off_ramps.") or n.startswith(f"off_ramps.{last}."))
             and not (finetune.freeze_embeddings and n.startswith("backbone.embeddings."))]
 
 
+def joint_loss_weights(num_layers: int) -> torch.Tensor:
+    """PABEE's weights of the off-ramp losses in joint training: j / sum(j) for layer j = 1..L."""
+    j = torch.arange(1, num_layers + 1, dtype=torch.float32)
+    return j / j.sum()
+
+
 def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_id: int) -> None:
-    params = [p for _, p in stage1_parameters(model, cfg)]
+    joint = cfg.offramp_training == "joint"
+    weights = joint_loss_weights(model.num_layers)
+    params = [p for _, p in stage1_parameters(model, cfg, all_off_ramps=joint)]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
@@ -158,8 +188,13 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
                                   shuffle_seed=cfg.seed + epoch):
             batch = batch.to(device)
             with train_autocast(device):
-                logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                loss = _loss(logits.float(), batch.labels, model.num_labels)
+                if joint:
+                    layer_logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                    loss = sum(w * _loss(lg.float(), batch.labels, model.num_labels)
+                               for w, lg in zip(weights, layer_logits))
+                else:
+                    logits = model.final_logits(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                    loss = _loss(logits.float(), batch.labels, model.num_labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -174,36 +209,131 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
 
 
 @torch.inference_mode()
-def layer_cls_features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
-    """[CLS] vectors after every layer, ``[layers, rows, hidden]`` in dataset order (fp32, on
-    the model's device: stage 2 trains there)."""
+def layer_features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
+    """Every layer's off-ramp input (the model's pooling: [CLS] or token mean),
+    ``[layers, rows, hidden]`` in dataset order (fp32, on the model's device: stage 2 trains there)."""
     model.eval()
     device = model_device(model)
     out = torch.empty(model.num_layers, len(enc), model.config.hidden_size, device=device)
     for batch in iter_batches(enc, batch_size=64, pad_id=pad_id):
         batch = batch.to(device)
-        out[:, torch.as_tensor(batch.rows, device=device)] = model.cls_features(
+        out[:, torch.as_tensor(batch.rows, device=device)] = model.pooled_features(
             batch.input_ids, batch.attention_mask, batch.token_type_ids
         )
     return out
 
 
-def train_offramps(model: EarlyExitModel, feats: torch.Tensor, labels: torch.Tensor, cfg: FinetuneConfig) -> None:
-    """Stage 2: train every off-ramp but the last on cached ``[layers, rows, hidden]`` features."""
+def _first_linear(ramp: torch.nn.Module) -> torch.nn.Linear:
+    return ramp.pooler if ramp.pooler is not None else ramp.classifier
+
+
+@torch.no_grad()
+def standardize_off_ramps(ramps: torch.nn.ModuleList, feats: torch.Tensor, *, keep_function: bool) -> None:
+    """Set each off-ramp's input standardisation from its layer's features ``[ramps, rows, hidden]``.
+
+    The scale is 1 / std per feature, with the std floored at 1 % of the layer's median std so
+    that a (nearly) constant feature is not blown up into noise (see
+    :func:`dse.training.probe.feature_standardisation`). ``keep_function``: rewrite the
+    first matmul so that every off-ramp computes what it computed before (an off-ramp trained
+    already, jointly or in an earlier stage 2); otherwise its weights are left as initialised.
+    """
+    for ramp, x in zip(ramps, feats, strict=True):
+        mean, scale = (t.float() for t in feature_standardisation(x))
+        if keep_function:
+            lin = _first_linear(ramp)
+            # W z_old + b with z_old = (x - s0) k0 and z_new = (x - mean) scale:
+            # z_old = z_new k0 / scale + (mean - s0) k0
+            lin.bias.add_(lin.weight @ ((mean - ramp.input_shift) * ramp.input_scale))
+            lin.weight.mul_(ramp.input_scale / scale)
+        ramp.input_shift.copy_(mean)
+        ramp.input_scale.copy_(scale)
+
+
+def train_offramps(model: EarlyExitModel, feats: torch.Tensor, labels: torch.Tensor, cfg: FinetuneConfig, *,
+                   warm_start: bool = False) -> dict[str, int]:
+    """Stage 2: train every off-ramp but the last on cached pooled features ``[layers, rows, hidden]``.
+
+    Inputs are standardised per feature (:func:`standardize_off_ramps`). A ``linear`` off-ramp is
+    then a convex problem, solved to convergence: L2-regularised logistic (or ridge) regression
+    with the strength picked on held-out rows (:func:`dse.training.probe.fit_linear_head`). A
+    ``pooler`` off-ramp is trained with AdamW, ``offramp_epochs`` epochs of batches of 128 rows,
+    the learning rate decaying linearly from ``offramp_learning_rate`` to 0; ``warm_start``: the
+    off-ramps were trained already (jointly, or before a compression-aware fine-tune) and this
+    continues from what they compute. With ``offramp_distillation`` > 0 the loss mixes in the KL
+    divergence to the final classifier's softened output (temperature 2) with that weight.
+
+    Returns how many off-ramps were standardised (``standardised_off_ramps``) and trained with the
+    distillation term in their loss (``distilled_off_ramps``), counted where it happens.
+    """
     ramps = model.off_ramps[:-1]
+    evidence = {"standardised_off_ramps": 0, "distilled_off_ramps": 0}
     if len(ramps) == 0:
-        return
+        return evidence
+    kd = cfg.offramp_distillation
+    teacher = None
+    if kd > 0:
+        model.off_ramps[-1].eval()
+        with torch.no_grad():
+            teacher = model.off_ramps[-1](feats[-1])
+    if model.head == "linear":
+        with torch.no_grad():
+            for ramp, x in zip(ramps, feats[:-1], strict=True):
+                head = fit_linear_head(x, labels, model.num_labels, seed=cfg.seed, teacher=teacher, kd_weight=kd,
+                                       temperature=OFFRAMP_DISTILLATION_TEMPERATURE)
+                ramp.input_shift.copy_(head.mean.float())
+                ramp.input_scale.copy_(head.scale.float())
+                ramp.classifier.weight.copy_(head.weight.float())
+                ramp.classifier.bias.copy_(head.bias.float())
+                evidence["standardised_off_ramps"] += int(not torch.all(ramp.input_scale == 1.0))
+                evidence["distilled_off_ramps"] += int(head.kd_weight > 0)
+        model.eval()
+        return evidence
+    standardize_off_ramps(ramps, feats[:-1], keep_function=warm_start)
+    evidence["standardised_off_ramps"] = sum(int(not torch.all(r.input_scale == 1.0)) for r in ramps)
+    distilled: set[int] = set()
     opt = torch.optim.AdamW(ramps.parameters(), lr=cfg.offramp_learning_rate, weight_decay=0.01)
+    total = cfg.offramp_epochs * -(-feats.shape[1] // 128)
+    # decays linearly to 0 so that Adam settles instead of wandering at a constant step size
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (total - s) / total))
     gen = torch.Generator().manual_seed(cfg.seed)
     ramps.train()
-    for _ in range(cfg.offramp_epochs):
-        for idx in torch.randperm(feats.shape[1], generator=gen).split(128):
-            loss = sum(_loss(ramp(feats[i, idx]), labels[idx], model.num_labels)
-                       for i, ramp in enumerate(ramps))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    with torch.random.fork_rng(devices=[]):  # dropout: the same result whatever ran before
+        torch.manual_seed(cfg.seed)
+        for _ in range(cfg.offramp_epochs):
+            for idx in torch.randperm(feats.shape[1], generator=gen).split(128):
+                if teacher is None:
+                    loss = sum(_loss(ramp(feats[i, idx]), labels[idx], model.num_labels)
+                               for i, ramp in enumerate(ramps))
+                else:
+                    loss = sum(distillation_loss(ramp(feats[i, idx]), teacher[idx], labels[idx], alpha_ce=1.0 - kd,
+                                                 alpha_kd=kd, temperature=OFFRAMP_DISTILLATION_TEMPERATURE)
+                               for i, ramp in enumerate(ramps))
+                    distilled.update(range(len(ramps)))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+    evidence["distilled_off_ramps"] = len(distilled)
     model.eval()
+    return evidence
+
+
+def fine_tune_off_ramps(model: EarlyExitModel, train: EncodedSet, finetune: FinetuneConfig,
+                        pad_id: int) -> tuple[dict[str, int], tuple[float, float, float]]:
+    """Stage 1 then stage 2 on ``train``, in place; what the off-ramp settings did (the
+    ``offramp_evidence`` of :class:`PreparedInfo`) and the start, stage-2 start and end times."""
+    t0 = time.perf_counter()
+    before = [[p.detach().clone() for p in ramp.parameters()] for ramp in model.off_ramps[:-1]]
+    _stage1(model, train, finetune, pad_id)
+    t1 = time.perf_counter()
+    evidence = {"stage1_trained_off_ramps": sum(  # joint training moves every earlier off-ramp
+        int(any(not torch.equal(b, p) for b, p in zip(old, ramp.parameters(), strict=True)))
+        for old, ramp in zip(before, model.off_ramps[:-1], strict=True))}
+    ramp_rows = offramp_rows(train, finetune)
+    evidence |= train_offramps(model, layer_features(model, ramp_rows, pad_id),
+                               torch.as_tensor(ramp_rows.labels, device=model_device(model)),
+                               finetune, warm_start=finetune.offramp_training == "joint")
+    return evidence, (t0, t1, time.perf_counter())
 
 
 def save_checkpoint(model: EarlyExitModel, info: dict, target: Path) -> None:
@@ -220,13 +350,16 @@ def save_checkpoint(model: EarlyExitModel, info: dict, target: Path) -> None:
         )
         if bool(torch.isfinite(model.spans).any()):
             safetensors.torch.save_file({"spans": model.spans.cpu().contiguous()}, str(tmp / "spans.safetensors"))
+        info = {**info, "offramp_pooling": model.pooling, "offramp_head": model.head}
         (tmp / "info.json").write_text(json.dumps(info, indent=2))
 
 
 def load_checkpoint(path: Path, num_labels: int) -> EarlyExitModel:
     """The model written by :func:`save_checkpoint`, in eval mode."""
-    model = EarlyExitModel(load_backbone(str(path / "backbone")), num_labels)
-    model.off_ramps.load_state_dict(safetensors.torch.load_file(str(path / "off_ramps.safetensors")))
+    info = json.loads((path / "info.json").read_text()) if (path / "info.json").is_file() else {}
+    model = EarlyExitModel(load_backbone(str(path / "backbone")), num_labels,
+                           pooling=info.get("offramp_pooling", "cls"), head=info.get("offramp_head", "pooler"))
+    load_off_ramps(model.off_ramps, safetensors.torch.load_file(str(path / "off_ramps.safetensors")))
     if (path / "spans.safetensors").is_file():
         model.spans.copy_(safetensors.torch.load_file(str(path / "spans.safetensors"))["spans"])
     model.eval()
@@ -256,7 +389,7 @@ def load_cached(path: Path, load: Callable[[Path], T], what: str) -> T | None:
 
 
 def offramp_rows(train: EncodedSet, finetune: FinetuneConfig) -> EncodedSet:
-    """The seeded subset of training rows whose [CLS] features train the off-ramps."""
+    """The seeded subset of training rows whose pooled features train the off-ramps."""
     if finetune.offramp_train_subset is not None and finetune.offramp_train_subset < len(train):
         rng = np.random.default_rng(finetune.seed)
         return train.subset(np.sort(rng.choice(len(train), finetune.offramp_train_subset, replace=False)))
@@ -313,15 +446,10 @@ def prepare_model(
     pad_id = tokenizer.pad_token_id or 0
     train_all = encode_dataset(train_ds, tokenizer, max_length=finetune.max_train_seq_length)
     train = _train_subset(train_all, train_ds.data.column("text_a").to_pylist(), finetune)
-    model = EarlyExitModel(load_backbone(model_source), spec.num_labels).to(device)  # initialised on CPU: same seeds
+    model = EarlyExitModel(load_backbone(model_source), spec.num_labels, pooling=finetune.offramp_pooling,
+                           head=finetune.offramp_head).to(device)  # initialised on CPU: same seeds
 
-    t0 = time.perf_counter()
-    _stage1(model, train, finetune, pad_id)
-    t1 = time.perf_counter()
-    ramp_rows = offramp_rows(train, finetune)
-    train_offramps(model, layer_cls_features(model, ramp_rows, pad_id),
-                   torch.as_tensor(ramp_rows.labels, device=model_device(model)), finetune)
-    t2 = time.perf_counter()
+    evidence, (t0, t1, t2) = fine_tune_off_ramps(model, train, finetune, pad_id)
 
     dev = encode_dataset(dev_ds, tokenizer, max_length=max_seq_length)
     logits = dev_layer_logits(model, dev, pad_id=pad_id)
@@ -330,7 +458,9 @@ def prepare_model(
         key=key, task=spec.name, model_source=model_source, num_labels=spec.num_labels,
         train_rows=len(train), baseline_dev_metric=by_layer[-1],
         baseline_dev_metric_by_layer=by_layer, stage1_seconds=round(t1 - t0, 1),
-        stage2_seconds=round(t2 - t1, 1),
+        stage2_seconds=round(t2 - t1, 1), offramp_pooling=model.pooling, offramp_head=model.head,
+        offramp_training=finetune.offramp_training, offramp_distillation=finetune.offramp_distillation,
+        offramp_evidence=evidence,
     )
     save_checkpoint(model, asdict(info), target)
     log.info("prepared %s: dev %s %.4f (stage 1 %.0f s, stage 2 %.1f s)",

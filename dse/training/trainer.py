@@ -4,8 +4,8 @@ Starting from the prepared (stage 1 + 2) early-exit model, a short stage-1-style
 trains the backbone and final classifier under the training-time compression of
 :class:`TrainingSpec` — movement or magnitude pruning on the cubic schedule, adaptive attention
 span, embedding pruning, distillation from the unpruned prepared model — then bakes the masks
-and spans into the weights and re-trains the off-ramps on cached [CLS] features (stage 2, as
-in preparation). The result is cached under a hash of the parent's key and the training-time
+and spans into the weights and re-trains the off-ramps on cached pooled features (stage 2, as
+in preparation, continuing from the prepared off-ramps). The result is cached under a hash of the parent's key and the training-time
 settings, so every trial with the same training-time sub-configuration reuses it.
 """
 
@@ -37,7 +37,7 @@ from dse.modeling.early_exit import EarlyExitModel
 from dse.training.distillation import distillation_loss
 from dse.training.prepare import (
     cache_root,
-    layer_cls_features,
+    layer_features,
     load_cached,
     load_checkpoint,
     offramp_rows,
@@ -264,13 +264,15 @@ def train_compressed(
     achieved = _fine_tune(model, teacher, train, pad_id, spec, finetune, config)
     t1 = time.perf_counter()
     ramps = offramp_rows(train, finetune)
-    train_offramps(model, layer_cls_features(model, ramps, pad_id), torch.tensor(ramps.labels, device=device), finetune)
+    evidence = train_offramps(model, layer_features(model, ramps, pad_id), torch.tensor(ramps.labels, device=device),
+                              finetune, warm_start=True)
     t2 = time.perf_counter()
     info = {
         "key": key, "parent_key": parent_key, "task": task, "num_labels": model.num_labels,
         "spec": spec.model_dump(mode="json"), "config": config.model_dump(mode="json"),
         "train_rows": len(train), **achieved,
         "train_seconds": round(t1 - t0, 1), "offramp_seconds": round(t2 - t1, 1),
+        "offramp_evidence": evidence,
     }
     save_checkpoint(model, info, target)
     log.info("compression-trained %s (%s) in %.0f s", task, key, t2 - t0)

@@ -114,7 +114,7 @@ def test_formats_change_energy_of_streamed_weights(minilm: ModelShape) -> None:
 def test_offramp_head_shape_sets_its_storage(minilm: ModelShape) -> None:
     h, c, layers = minilm.hidden_size, minilm.num_labels, minilm.num_layers
     assert minilm.offramp_weights == layers * (h * h + h * c)
-    linear = ModelShape(**{**minilm.__dict__, "offramp_pooler": False})
+    linear = ModelShape(**{**minilm.__dict__, "offramp_head": "linear"})
     shared = ModelShape(**{**minilm.__dict__, "offramp_shared": True})
     assert linear.offramp_weights == layers * h * c
     assert shared.offramp_weights == h * h + h * c
@@ -124,5 +124,5 @@ def test_offramp_head_shape_sets_its_storage(minilm: ModelShape) -> None:
     t = {s: evaluate_hardware(s, tokens=np.array([16]), exit_layers=np.array([3]), compression=CompressionProfile(),
                               hardware=HardwareConfig(sram_kb=16384.0)).latency_ns[0] for s in (minilm, linear)}
     assert t[linear] < t[minilm]
-    with pytest.raises(ValueError, match="offramp_pooler must be a bool"):
-        ModelShape(**{**minilm.__dict__, "offramp_pooler": 1})
+    with pytest.raises(ValueError, match="offramp_shared must be a bool"):
+        ModelShape(**{**minilm.__dict__, "offramp_shared": 1})

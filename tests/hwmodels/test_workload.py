@@ -62,3 +62,36 @@ def test_bad_shape_raises() -> None:
         ModelShape(0, 768, 3072, 12, 768, 30522, 512, 2, 2, False)
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         ModelShape(12, 770, 3072, 12, 770, 30522, 512, 2, 2, False)
+
+
+def test_offramp_head_and_pooling(albert_base: ModelShape) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from hwmodels import CompressionProfile, HardwareConfig, accelerator_parameter_file, evaluate_hardware
+
+    linear = dataclasses.replace(albert_base, offramp_head="linear")
+    assert linear.offramp_weights_per_layer == 768 * 2  # no H x H pooler
+    assert albert_base.offramp_weights - linear.offramp_weights == 12 * 768 * 768  # ALBERT-base: 12 x 0.59 M
+    mean = dataclasses.replace(linear, offramp_pooling="mean")
+
+    def run(shape: ModelShape):  # noqa: ANN202
+        return evaluate_hardware(shape, tokens=np.array([32, 128]), exit_layers=np.array([3, 12]),
+                                 compression=CompressionProfile(), hardware=HardwareConfig(sram_kb=65536))
+
+    pooler_r, linear_r, mean_r = run(albert_base), run(linear), run(mean)
+    assert linear_r.weight_storage_bytes == pooler_r.weight_storage_bytes - 12 * 768 * 768 * 8 / 8
+    assert np.all(linear_r.latency_ns < pooler_r.latency_ns) and np.all(linear_r.energy_pj < pooler_r.energy_pj)
+    assert np.all(mean_r.latency_ns > linear_r.latency_ns)  # the token sum: S * H adds per executed layer
+    assert np.all(mean_r.energy_pj - linear_r.energy_pj < pooler_r.energy_pj - linear_r.energy_pj)
+    params = accelerator_parameter_file(HardwareConfig(), CompressionProfile(), mean)
+    assert params["off_ramps"] == {"head": "linear", "pooling": "mean", "weights_per_layer": 768 * 2}
+    cfg = SimpleNamespace(model_type="bert", hidden_size=384, num_hidden_layers=6, intermediate_size=1536,
+                          num_attention_heads=12, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2)
+    shape = ModelShape.from_hf_config(cfg, num_labels=2, offramp_head="linear", offramp_pooling="mean")
+    assert (shape.offramp_head, shape.offramp_pooling) == ("linear", "mean")
+    with pytest.raises(ValueError, match="offramp_head"):
+        dataclasses.replace(albert_base, offramp_head="mlp")
+    with pytest.raises(ValueError, match="offramp_pooling"):
+        dataclasses.replace(albert_base, offramp_pooling="max")

@@ -230,3 +230,74 @@ def test_a_design_measured_at_another_activation_width_is_refused(tmp_path) -> N
     np.savez(path, **arrays)
     with pytest.raises(InactiveKnob, match="costed with 8-bit activations but accuracy was measured with 6-bit"):
         score_design(tiny_context(tmp_path), knobs)
+
+
+# ----- off-ramp design settings (preparation-level) -------------------------------------------
+OFFRAMP_SETTINGS = {"offramp_pooling": "mean", "offramp_head": "linear", "offramp_training": "joint",
+                    "offramp_distillation": 0.5}
+
+
+def _prepared(finetune, pooling: str | None = None, head: str | None = None):  # noqa: ANN001, ANN202
+    """A tiny BERT run through the real stage 1 + stage 2 of ``finetune``: the model and its evidence."""
+    from dse.modeling.early_exit import EarlyExitModel
+    from dse.training.prepare import fine_tune_off_ramps
+    from tests.conftest import tiny_backbone
+    from tests.dse.training.test_trainer import synthetic_rows
+
+    model = EarlyExitModel(tiny_backbone("bert"), 2, pooling=pooling or finetune.offramp_pooling,
+                           head=head or finetune.offramp_head)
+    evidence, _ = fine_tune_off_ramps(model, synthetic_rows(), finetune, pad_id=0)
+    return model.eval(), evidence
+
+
+@pytest.mark.parametrize("knob", [None, *OFFRAMP_SETTINGS])
+def test_every_off_ramp_setting_acts_and_an_inert_one_is_refused(knob: str | None, monkeypatch) -> None:  # noqa: ANN001
+    """Each setting (alone, and all together) passes on a really prepared model; the same setting
+    made inert — the model built without it, or the training step that carries it bypassed — is
+    refused by name."""
+    import dse.training.prepare as prepare
+    from dse.evaluation.guards import check_offramp_design
+    from tests.dse.training.test_trainer import FINETUNE
+
+    settings = OFFRAMP_SETTINGS if knob is None else {knob: OFFRAMP_SETTINGS[knob]}
+    finetune = FINETUNE.model_copy(update=settings)
+    model, evidence = _prepared(finetune)
+    check_offramp_design(model, finetune, evidence)
+    if knob is None:
+        return
+    if knob == "offramp_pooling":
+        model, evidence = _prepared(finetune, pooling="cls")
+    elif knob == "offramp_head":
+        model, evidence = _prepared(finetune, head="pooler")
+    elif knob == "offramp_training":  # stage 1 handed only the final off-ramp to the optimiser
+        real = prepare.stage1_parameters
+        monkeypatch.setattr(prepare, "stage1_parameters", lambda m, f, **_: real(m, f))
+        model, evidence = _prepared(finetune)
+    else:  # stage 2 never received the setting
+        model, evidence = _prepared(finetune.model_copy(update={"offramp_distillation": 0.0}))
+    with pytest.raises(InactiveKnob, match=knob):
+        check_offramp_design(model, finetune, evidence)
+
+
+def test_distillation_lost_on_the_way_to_the_linear_solver_is_refused(monkeypatch) -> None:  # noqa: ANN001
+    import dse.training.prepare as prepare
+    from dse.evaluation.guards import check_offramp_design
+    from tests.dse.training.test_trainer import FINETUNE
+
+    finetune = FINETUNE.model_copy(update={"offramp_head": "linear", "offramp_distillation": 0.5})
+    real = prepare.fit_linear_head
+    monkeypatch.setattr(prepare, "fit_linear_head", lambda *a, **k: real(*a, **{**k, "teacher": None}))
+    model, evidence = _prepared(finetune)
+    with pytest.raises(InactiveKnob, match="offramp_distillation"):
+        check_offramp_design(model, finetune, evidence)
+
+
+def test_unstandardised_off_ramps_are_refused(monkeypatch) -> None:  # noqa: ANN001
+    import dse.training.prepare as prepare
+    from dse.evaluation.guards import check_offramp_design
+    from tests.dse.training.test_trainer import FINETUNE
+
+    monkeypatch.setattr(prepare, "standardize_off_ramps", lambda *a, **k: None)
+    model, evidence = _prepared(FINETUNE)
+    with pytest.raises(InactiveKnob, match="unstandardised"):
+        check_offramp_design(model, FINETUNE, evidence)
