@@ -230,6 +230,9 @@ def test_hf_native_sequence_classifier_and_pipeline_run_the_full_depth_model(tin
     spec = CompressionSpec(encoder_pruning=0.5, embedding_pruning=0.25, weight_bits=6, weight_exp_bits=3,
                            activation_bits=0)
     model, _ = compress(tiny_model, spec)
+    gen = torch.Generator().manual_seed(3)  # a standardised final off-ramp, as stage 2 leaves it: folded into HF's pooler
+    model.off_ramps[-1].input_shift.copy_(torch.randn(model.config.hidden_size, generator=gen))
+    model.off_ramps[-1].input_scale.copy_(torch.rand(model.config.hidden_size, generator=gen) + 0.5)
     rows = encoded(tiny_tokenizer(), texts(8))
     folder = export(model.eval(), tmp_path / "model", 0.3)
     hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
