@@ -260,17 +260,24 @@ def measure_artifact(module: torch.jit.ScriptModule, rows: EncodedSet, *, warmup
     # CPU compiles fused kernels) for every new sequence length: ~10x slower median per
     # sentence measured on varied-length dev rows.
     with torch.no_grad(), torch.jit.optimized_execution(False):
-        for i in range(min(warmup_rows, len(rows))):  # first calls load and lay out the weights
-            module(*inputs(i))
-        logits, exits, times_ms = [], [], []
-        for i in range(len(rows)):
-            x = inputs(i)
-            start = time.perf_counter()
-            out, layer = module(*x)
-            times_ms.append((time.perf_counter() - start) * 1e3)
-            logits.append(out)
-            exits.append(int(layer[0]))
-    return predictions(torch.cat(logits)), np.array(exits), np.array(times_ms)
+        logits, exits, times_ms = _run_timed(module, inputs, len(rows), warmup_rows)
+    return predictions(torch.cat(logits)), exits, times_ms
+
+
+def _run_timed(run: Any, inputs: Any, n_rows: int, warmup_rows: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """``run(*inputs(i))`` for every row, one at a time after ``warmup_rows`` untimed calls (the
+    first calls load and lay out the weights): the logits, exit layers and latencies (ms)."""
+    for i in range(min(warmup_rows, n_rows)):
+        run(*inputs(i))
+    logits, exits, times_ms = [], [], []
+    for i in range(n_rows):
+        x = inputs(i)
+        start = time.perf_counter()
+        out, layer = run(*x)
+        times_ms.append((time.perf_counter() - start) * 1e3)
+        logits.append(out)
+        exits.append(int(layer[0]))
+    return logits, np.array(exits), np.array(times_ms)
 
 
 def measure_onnx(folder: Path, rows: EncodedSet, *, threads: int, warmup_rows: int = WARMUP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,17 +290,8 @@ def measure_onnx(folder: Path, rows: EncodedSet, *, threads: int, warmup_rows: i
         ids = np.asarray([rows.input_ids[i]], dtype=np.int64)
         return ids, np.ones_like(ids), np.asarray([rows.token_type_ids[i]], dtype=np.int64)
 
-    for i in range(min(warmup_rows, len(rows))):
-        runner(*inputs(i))
-    logits, exits, times_ms = [], [], []
-    for i in range(len(rows)):
-        x = inputs(i)
-        start = time.perf_counter()
-        out, layer = runner(*x)
-        times_ms.append((time.perf_counter() - start) * 1e3)
-        logits.append(out)
-        exits.append(int(layer[0]))
-    return predictions(torch.from_numpy(np.concatenate(logits))), np.array(exits), np.array(times_ms)
+    logits, exits, times_ms = _run_timed(runner, inputs, len(rows), warmup_rows)
+    return predictions(torch.from_numpy(np.concatenate(logits))), exits, times_ms
 
 
 @dataclass(frozen=True)
