@@ -276,6 +276,13 @@ def deploy(
                       f"{100 * f.trial_agreement:.1f}%", f"{100 * f.exit_agreement:.1f}%",
                       *(f"{v['median_ms']:.2f}/{v['p95_ms']:.2f}" for v in f.latency_ms_by_threads.values()))
     console.print(table)
+    edge = result.edge_summary()
+    speed = ("1 thread not measured" if edge["sentences_per_s_1_thread"] is None
+             else f"{edge['sentences_per_s_1_thread']:.0f} sentences/s on 1 thread (edge bar: at least 1/s)")
+    console.print(f"int8: {100 * edge['int8_size_vs_fp32']:.1f} % of fp32, "
+                  f"{edge['times_smaller_than_bert_large_fp32']:.0f}x smaller than fp32 BERT-large "
+                  f"({edge['bert_large_fp32_mb']:.0f} MB), {edge['accuracy_drop_points']:.2f} points below the trial, "
+                  f"{speed}")
     print(json.dumps(result.to_json()))
 
 

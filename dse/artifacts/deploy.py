@@ -41,6 +41,7 @@ without it: ``benchmarks/deploy_int8_ablation.py`` and docs/outputs-export-deplo
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import math
@@ -308,10 +309,47 @@ class DeployReport:
     prediction_agreement: float  # fraction of rows where int8 and fp32 artifacts predict the same
     format: str = "onnx"
 
+    def edge_summary(self) -> dict[str, Any]:
+        """The seed paper's view of the int8 deployable: size against the fp32 one and against an
+        fp32 BERT-large, accuracy drop from the trial, and sentences per second on one thread
+        against the edge bar of at least one inference per second (None: 1 thread not measured)."""
+        one = self.int8.latency_ms_by_threads.get("1")
+        per_s = 1e3 / one["median_ms"] if one else None
+        return {"int8_size_vs_fp32": self.int8.size_mb / self.fp32.size_mb,
+                "bert_large_fp32_mb": bert_large_fp32_mb(),
+                "times_smaller_than_bert_large_fp32": bert_large_fp32_mb() / self.int8.size_mb,
+                "accuracy_drop_points": self.trial_accuracy - self.int8.accuracy,
+                "sentences_per_s_1_thread": per_s,
+                "at_least_one_inference_per_s": None if per_s is None else per_s >= 1.0}
+
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "task": self.task, "dev_rows": self.dev_rows,
                 "threads": self.threads, "trial_accuracy": self.trial_accuracy, "fp32": asdict(self.fp32),
-                "int8": asdict(self.int8), "prediction_agreement": self.prediction_agreement}
+                "int8": asdict(self.int8), "prediction_agreement": self.prediction_agreement,
+                "edge": self.edge_summary()}
+
+
+def fp32_parameter_mb(config: Any, num_labels: int = 2) -> float:
+    """fp32 bytes (MB) of a ``*ForSequenceClassification`` model of ``config``, counted on the meta
+    device (nothing allocated)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(config)
+    config.num_labels = num_labels
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    return 4 * sum(p.numel() for p in model.parameters()) / 1e6
+
+
+@functools.cache
+def bert_large_fp32_mb() -> float:
+    """The seed paper's reference size: an fp32 BERT-large classifier (about 1.34 GB)."""
+    from transformers import BertConfig
+
+    # BERT-large (Devlin et al. 2019): 24 layers, H 1024, 16 heads, F 4096, the 30,522-word vocabulary
+    return fp32_parameter_mb(BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                        intermediate_size=4096))
+
 
 
 def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: int | None) -> EncodedSet:

@@ -18,8 +18,10 @@ from dse.artifacts.deploy import (
     INT8_FILE,
     ONNX_FP32_DIR,
     ONNX_INT8_DIR,
+    bert_large_fp32_mb,
     build_torchscript,
     deploy_export,
+    fp32_parameter_mb,
 )
 from dse.artifacts.export import MODEL_DIR
 from dse.compression.apply import compress
@@ -111,6 +113,23 @@ def test_deploy_onnx_writes_measured_fp32_and_int8_folders(compressed_bert: Earl
     meta = json.loads((out / DEPLOY_FILE).read_text())["_data"]
     assert meta["files"]["int8"] == f"{ONNX_INT8_DIR}/" and "onnxruntime" in meta["measured"]["machine"]
     assert not list(out.glob("*.pt"))
+    # the seed paper's view: sizes against fp32 and fp32 BERT-large, accuracy drop, sentences/s at 1 thread
+    edge = meta["measured"]["edge"]
+    assert edge["int8_size_vs_fp32"] == pytest.approx(report.int8.size_mb / report.fp32.size_mb)
+    assert edge["times_smaller_than_bert_large_fp32"] == pytest.approx(bert_large_fp32_mb() / report.int8.size_mb)
+    assert edge["accuracy_drop_points"] == pytest.approx(report.trial_accuracy - report.int8.accuracy)
+    assert edge["sentences_per_s_1_thread"] == pytest.approx(1e3 / report.int8.latency_ms_by_threads["1"]["median_ms"])
+    assert edge["at_least_one_inference_per_s"] is True
+
+
+def test_parameter_bytes_are_counted_from_the_config() -> None:
+    backbone = tiny_backbone("bert")
+    from transformers import BertForSequenceClassification
+
+    real = sum(p.numel() for p in BertForSequenceClassification(backbone.config).parameters())
+    assert fp32_parameter_mb(backbone.config) == pytest.approx(4 * real / 1e6)
+    # BERT-large with a 2-class head: 335,143,938 parameters (Devlin et al. 2019: "340M")
+    assert bert_large_fp32_mb() == pytest.approx(4 * 335_143_938 / 1e6)
 
 
 def test_deploy_writes_artifacts_that_load_without_dse(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
