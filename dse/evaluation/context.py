@@ -231,8 +231,9 @@ def load_dvfs_rows(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: P
     except DataError:  # e.g. QNLI/MNLI offline
         return None
     if len(train_ds) > DVFS_TRAIN_ROWS:  # pick before tokenizing: the train split can be 400k rows
-        train_ds = train_ds.select(np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS,
-                                                                           replace=False)).tolist())
+        rows = np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS, replace=False))
+        # a new table, not select(): encode_dataset reads the Arrow table, which select() leaves whole
+        train_ds = type(train_ds)(train_ds.data.table.take(rows))
     return encode_dataset(train_ds, tokenizer, max_length=max_seq_length)
 
 

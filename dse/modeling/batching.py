@@ -53,6 +53,9 @@ class Batch:
 
 def encode_dataset(ds: Dataset, tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> EncodedSet:
     table = ds.data
+    if table.num_rows != len(ds):  # select()/filter() keep the whole table behind an index mapping
+        raise ValueError(f"encode_dataset reads the Arrow table: {len(ds)} rows selected from {table.num_rows}; "
+                         "build a new table (ds.data.table.take(rows)) instead")
     text_a = table.column("text_a").to_pylist()
     text_b = table.column("text_b").to_pylist()
     pairs = any(text_b)

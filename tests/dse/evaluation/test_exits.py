@@ -18,6 +18,9 @@ from dse.modeling.early_exit import entropy
 from dse.modeling.inference import dev_layer_logits
 from hwmodels import evaluate_hardware
 
+from tests.dse.artifacts.test_hf_export import tiny_tokenizer
+from tests.dse.data.test_glue import GLUE_DIR, needs_glue
+
 from ..tiny_eval import tiny_config, tiny_context, tiny_train_rows
 
 PRUNED = {"encoder_pruning": 0.5, "weight_bits": 4, "weight_exp_bits": 2}  # changes the model's entropies
@@ -94,3 +97,19 @@ def test_a_task_without_training_rows_refuses_dvfs(tmp_path: Path) -> None:
     assert arrays["train_entropy"].shape == (0, 3)
     with pytest.raises(InvalidDesign, match="training-set entropies"):
         score_design(ctx, _knobs(ctx, 0.3))
+
+
+
+@needs_glue
+def test_the_dvfs_rows_are_a_seeded_subset_not_the_whole_train_split() -> None:
+    # select() keeps the whole Arrow table behind an index mapping; encode_dataset reads the table,
+    # so a select()ed subset once tokenized (and ran every design through) all 67,349 SST-2 rows
+    from dse.data import load_task_split
+    from dse.evaluation.context import DVFS_TRAIN_ROWS, load_dvfs_rows
+    from dse.modeling.batching import encode_dataset
+
+    rows = load_dvfs_rows("sst2", tiny_tokenizer(), glue_dir=GLUE_DIR, max_seq_length=32, seed=0)
+    assert rows is not None and len(rows) == DVFS_TRAIN_ROWS
+    train = load_task_split("sst2", "train", glue_dir=GLUE_DIR, seed=0)
+    with pytest.raises(ValueError, match="rows selected from"):
+        encode_dataset(train.select([0, 5, 9]), tiny_tokenizer(), max_length=32)  # not contiguous: an index mapping
