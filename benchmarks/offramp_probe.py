@@ -39,6 +39,7 @@ from dse.data.metrics import main_metric
 from dse.evaluation.context import load_dev_set, prepare_for_study
 from dse.evaluation.exits import early_exit_points
 from dse.modeling.batching import EncodedSet, iter_batches
+from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import dev_layer_logits, predictions
 from dse.modeling.loading import load_backbone, load_tokenizer, resolve_model_source
@@ -52,12 +53,14 @@ POOLINGS = ("cls", "mean")
 def both_poolings(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> dict[str, torch.Tensor]:
     """[CLS] and token-mean features of every layer: pooling -> ``[layers, rows, hidden]``."""
     model.eval()
-    out = {p: torch.empty(model.num_layers, len(enc), model.config.hidden_size) for p in POOLINGS}
+    device = model_device(model)
+    out = {p: torch.empty(model.num_layers, len(enc), model.config.hidden_size) for p in POOLINGS}  # on the CPU
     for batch in iter_batches(enc, batch_size=64, pad_id=pad_id):
         rows = torch.as_tensor(batch.rows)
+        batch = batch.to(device)
         for i, h in enumerate(model.hidden_states(batch.input_ids, batch.attention_mask, batch.token_type_ids)):
             for p in POOLINGS:
-                out[p][i, rows] = pool_hidden(h, batch.attention_mask, p)
+                out[p][i, rows] = pool_hidden(h, batch.attention_mask, p).float().cpu()
     return out
 
 

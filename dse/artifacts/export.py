@@ -182,7 +182,8 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
     from dse.compression.apply import compress
     from dse.compression.spec import CompressionSpec
     from dse.evaluation import prepare_for_study
-    from dse.evaluation.context import study_trained_model
+    from dse.data import resolve_glue_dir
+    from dse.evaluation.context import load_dvfs_rows, study_trained_model
     from dse.evaluation.score import compression_profile
     from dse.modeling.loading import load_tokenizer, resolve_model_source
 
@@ -213,7 +214,13 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
                            "its accuracy would differ")
         spec = CompressionSpec.from_knobs(task_knobs)  # training-time knobs: start from the trained model
         trained = study_trained_model(config, prepared, spec.training, task)
-        compressed, achieved = compress(prepared.model if trained is None else trained.model, spec)
+        # the trial's DVFS training rows: its activation scales and off-ramps were calibrated on them,
+        # its DVFS table fitted on them
+        dvfs_rows = load_dvfs_rows(task.name, tokenizer, glue_dir=resolve_glue_dir(config.data.glue_dir),
+                                   max_seq_length=config.model.max_seq_length, seed=config.data.seed,
+                                   train_from_dev=task.train_from_dev)
+        compressed, achieved = compress(prepared.model if trained is None else trained.model, spec,
+                                        calibration=dvfs_rows, pad_id=tokenizer.pad_token_id or 0)
         # the profile the trial was costed with: trained sparsity, learned spans, activation bits
         profiles[task.name] = compression_profile(spec, trained_info=None if trained is None else trained.info)
         prefix = f"{task.name}." if config.is_multitask else ""
@@ -232,7 +239,8 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
         )
         max_abs[task.name] = _quantized_max_abs(compressed)
         if bool(task_knobs["dvfs"]):
-            train_entropy[task.name] = _trial_train_entropy(config, task, trial, compressed, tokenizer, cache_dir)
+            train_entropy[task.name] = _trial_train_entropy(config, task, trial, compressed, dvfs_rows,
+                                                            tokenizer.pad_token_id or 0, cache_dir)
     record = design_record(study, config, number, cache_dir=cache_dir, tensor_max_abs=max_abs, profiles=profiles,
                            train_entropy=train_entropy)
     accelerator = record["_data"]["accelerator"]
@@ -244,15 +252,14 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
 
 
 def _trial_train_entropy(config: StudyConfig, task: TaskSettings, trial: optuna.trial.FrozenTrial,
-                         compressed: Any, tokenizer: Any, cache_dir: Path | None) -> Any:
+                         compressed: Any, rows: Any, pad_id: int, cache_dir: Path | None) -> Any:
     """The off-ramp entropies on the DVFS training rows of the trial's own model, which its DVFS
     table was fitted on: read from the trial's logits cache entry (its recorded ``eval_key``),
-    else computed again from ``compressed`` (the same model on the same rows)."""
+    else computed again from ``compressed`` (the same model on the same ``rows``)."""
     import numpy as np
 
-    from dse.data import resolve_glue_dir
     from dse.evaluation.cache import DESIGN_ARRAYS
-    from dse.evaluation.context import load_arrays, load_dvfs_rows
+    from dse.evaluation.context import load_arrays
     from dse.modeling.early_exit import entropy
     from dse.modeling.inference import dev_layer_logits
 
@@ -265,12 +272,9 @@ def _trial_train_entropy(config: StudyConfig, task: TaskSettings, trial: optuna.
         arrays = load_arrays(path, DESIGN_ARRAYS) if path.is_file() else None  # a damaged one: discarded
         if arrays is not None:
             return arrays["train_entropy"]
-    rows = load_dvfs_rows(task.name, tokenizer, glue_dir=resolve_glue_dir(config.data.glue_dir),
-                          max_seq_length=config.model.max_seq_length, seed=config.data.seed,
-                          train_from_dev=task.train_from_dev)
     if rows is None:
         return np.zeros((0, compressed.num_layers), dtype=np.float32)  # refused with the trial's reason
-    return entropy(dev_layer_logits(compressed, rows, pad_id=tokenizer.pad_token_id or 0)).T.numpy()
+    return entropy(dev_layer_logits(compressed, rows, pad_id=pad_id)).T.numpy()
 
 
 def _ours(path: Path, config: StudyConfig) -> set[Path]:

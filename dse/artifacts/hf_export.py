@@ -109,6 +109,9 @@ class ModelSettings(BaseModel):
     offramp_pooling: Literal["cls", "mean"] = "cls"
     offramp_head: Literal["pooler", "linear"] = "pooler"
     attention_spans_tokens: list[list[float | None]]  # [layer][head]; null = unlimited
+    # One static AdaptivFloat bias per quantized encoder matmul input (calibrated on the design's
+    # DVFS training rows); null: computed per forward call from max |x| (older exports)
+    activation_biases: list[int] | None = None
     compression: dict[str, Any]  # the accuracy-relevant knobs of the design
     achieved: dict[str, Any] = {}  # e.g. encoder/embedding sparsity after pruning
     dev_rows: DevRows
@@ -194,7 +197,8 @@ def save_exported_model(model: EarlyExitModel, tokenizer: PreTrainedTokenizerBas
         task=spec.name, num_labels=model.num_labels, label_names=list(spec.label_names),
         max_seq_length=max_seq_length, entropy_thresholds_nats=[float(exit_threshold)] * model.num_layers,
         offramp_pooling=model.pooling, offramp_head=model.head,
-        attention_spans_tokens=_spans_json(model.spans), compression=dict(compression),
+        attention_spans_tokens=_spans_json(model.spans),
+        activation_biases=getattr(model, "activation_biases", None), compression=dict(compression),
         achieved=dict(achieved or {}), dev_rows=dev_rows, design=dict(design or {}),
     )
     folder = Path(folder)
@@ -437,9 +441,12 @@ def load_exported_model(path: str | Path) -> ExportedModel:
         raise DSEError(f"{path}: spans or thresholds do not match the model's "
                        f"{model.num_layers} layers x {model.num_heads} heads")
     model.spans.copy_(spans)
-    # activation quantization is computed per forward call: re-attach it as the trial had it
-    attach_activation_quantization(model, CompressionSpec.from_knobs(
-        {**{k: v.default for k, v in KNOBS.items()}, **settings.compression}))
+    # activation quantization is simulated in the forward pass: re-attach it as the trial had it
+    try:
+        attach_activation_quantization(model, CompressionSpec.from_knobs(
+            {**{k: v.default for k, v in KNOBS.items()}, **settings.compression}), biases=settings.activation_biases)
+    except ValueError as exc:
+        raise DSEError(f"{path / 'config.json'}: {exc}; {EXPORT_AGAIN}") from None
     model.eval()
     return ExportedModel(model, load_tokenizer(str(path)), settings, path)
 

@@ -45,7 +45,7 @@ Boundary conventions (decisions of this module, all documented in the tests):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -396,24 +396,30 @@ def attach_activation_quantizers(
     fmt: AdaptivFloatFormat,
     *,
     include: ModuleFilter | None = None,
+    biases: Sequence[int] | None = None,
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Fake-quantise the input of every selected ``nn.Linear`` on each forward call.
 
     Registers a forward-pre-hook that replaces the first positional input by
-    ``quantize(input, fmt)``; the bias is recomputed per call from that input's
-    ``max|x|`` (dynamic per-tensor scaling). ``include(name, module)`` selects among the
-    ``nn.Linear`` modules (default: all). Gradients pass straight through. Call
-    ``handle.remove()`` on the returned handles to detach the quantisers.
+    ``quantize(input, fmt)``. Without ``biases`` the bias is recomputed per call from that
+    input's ``max|x|`` (dynamic per-tensor scaling: a row's result then depends on the rows it
+    is batched with); ``biases`` gives one static bias per selected module, in
+    ``model.named_modules()`` order (calibrated ahead, as a deployed datapath has them).
+    ``include(name, module)`` selects among the ``nn.Linear`` modules (default: all). Gradients
+    pass straight through. Call ``handle.remove()`` on the returned handles to detach the quantisers.
     """
     fmt = _check_format(fmt)
+    selected = [m for name, m in model.named_modules()
+                if isinstance(m, nn.Linear) and (include is None or include(name, m))]
+    if biases is not None and len(biases) != len(selected):
+        raise ValueError(f"{len(biases)} activation biases for {len(selected)} quantized matmul inputs")
 
-    def hook(module: nn.Module, args: tuple) -> tuple | None:
-        if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
-            return None
-        return (quantize(args[0], fmt),) + tuple(args[1:])
+    def make_hook(bias: int | None):  # noqa: ANN202
+        def hook(module: nn.Module, args: tuple) -> tuple | None:
+            if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
+                return None
+            return (quantize(args[0], fmt, bias=bias),) + tuple(args[1:])
+        return hook
 
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and (include is None or include(name, module)):
-            handles.append(module.register_forward_pre_hook(hook))
-    return handles
+    return [m.register_forward_pre_hook(make_hook(None if biases is None else int(biases[i])))
+            for i, m in enumerate(selected)]

@@ -5,17 +5,22 @@ from __future__ import annotations
 import copy
 import math
 import weakref
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from dse.compression.adaptivfloat import AdaptivFloatFormat, attach_activation_quantizers, quantize_model_weights_
+from dse.compression.adaptivfloat import (AdaptivFloatFormat, attach_activation_quantizers, exponent_bias,
+                                          quantize_model_weights_)
+from dse.compression.offramp_calibration import calibrate_off_ramps
 from dse.compression.pruning import achieved_sparsity, magnitude_mask
 from dse.compression.spec import CompressionSpec
+from dse.modeling.batching import EncodedSet, iter_batches
+from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 
-__all__ = ["activation_format", "attach_activation_quantization", "compress", "embedding_tables", "encoder_linears",
-           "weight_format"]
+__all__ = ["activation_format", "attach_activation_quantization", "calibrate_activation_biases", "compress",
+           "embedding_tables", "encoder_linears", "weight_format"]
 
 
 def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:
@@ -39,12 +44,16 @@ def embedding_tables(model: EarlyExitModel) -> dict[str, nn.Embedding]:
 
 
 @torch.no_grad()
-def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitModel, dict[str, float]]:
+def compress(model: EarlyExitModel, spec: CompressionSpec, *, calibration: EncodedSet | None = None,
+             pad_id: int = 0) -> tuple[EarlyExitModel, dict[str, float]]:
     """A compressed copy of ``model`` and what was achieved (sparsities, quantized tensors).
 
     Order: magnitude pruning (masks baked into the weights), then AdaptivFloat fake
     quantization of every linear weight and embedding table (zeros stay zero), then the
-    hard attention-span mask.
+    hard attention-span mask; then, with ``calibration`` rows (a design's DVFS training rows):
+    static activation biases calibrated on them (else dynamic, per call), and the standardised
+    earlier off-ramps re-centred and tempered on the compressed model
+    (:mod:`dse.compression.offramp_calibration`).
     """
     ranks = _sorted_magnitudes(model) if spec.encoder_pruning > 0 or spec.embedding_pruning > 0 else {}
     out = copy.deepcopy(model)
@@ -67,9 +76,15 @@ def compress(model: EarlyExitModel, spec: CompressionSpec) -> tuple[EarlyExitMod
         out, fmt, include=lambda _n, m: isinstance(m, nn.Linear) or id(m) in table_ids
     )
     report["quantized_tensors"] = float(len(biases))
-    report["activation_quantizers"] = float(len(attach_activation_quantization(out, spec)))
     # The knob can only shorten spans a compression-aware fine-tune learned (inf = none learned).
     out.spans.clamp_(max=math.inf if spec.attention_span >= 512 else float(spec.attention_span))
+    fmt_a = activation_format(spec)
+    static = None
+    if fmt_a is not None and calibration is not None and len(calibration) > 0:
+        static = calibrate_activation_biases(out, fmt_a, calibration, pad_id=pad_id)
+    report["activation_quantizers"] = float(len(attach_activation_quantization(out, spec, biases=static)))
+    report["static_activation_biases"] = float(len(static or []))
+    report |= {k: float(v) for k, v in calibrate_off_ramps(model, out, calibration, pad_id=pad_id).items()}
     return out, report
 
 
@@ -90,16 +105,57 @@ def activation_format(spec: CompressionSpec) -> AdaptivFloatFormat | None:
                               variant=spec.weight_format)
 
 
-def attach_activation_quantization(model: EarlyExitModel, spec: CompressionSpec) -> list:
-    """Forward hooks quantizing the input of every encoder matmul (per call, bias from max |x|);
-    the handles, one per distinct linear (ALBERT's shared ones once)."""
+def _activation_linears(model: EarlyExitModel) -> list[nn.Linear]:
+    """The encoder matmuls whose inputs are quantized, in the order their biases are listed
+    (``model.backbone.encoder.named_modules()``: ALBERT's shared ones once)."""
+    ids = {id(m) for m in encoder_linears(model).values()}
+    return [m for _n, m in model.backbone.encoder.named_modules() if id(m) in ids]
+
+
+@torch.no_grad()
+def calibrate_activation_biases(model: EarlyExitModel, fmt: AdaptivFloatFormat, rows: EncodedSet, *,
+                                pad_id: int) -> list[int]:
+    """One static AdaptivFloat bias per quantized matmul input of ``model`` (as it is: weights
+    already quantized, spans applied), from ``max |x|`` of that input over ``rows`` (a design's
+    DVFS training rows, never a scored row). With static biases a sentence's result no longer
+    depends on the sentences it is batched with, nor on the batch size of the device it runs on."""
+    linears = _activation_linears(model)
+    amax = [0.0] * len(linears)
+
+    def recorder(i: int):  # noqa: ANN202
+        def hook(_module: nn.Module, args: tuple) -> None:
+            amax[i] = max(amax[i], float(args[0].detach().abs().max()))
+        return hook
+
+    handles = [m.register_forward_pre_hook(recorder(i)) for i, m in enumerate(linears)]
+    try:
+        was_training = model.training
+        model.eval()
+        device = model_device(model)
+        for batch in iter_batches(rows, batch_size=64, pad_id=pad_id):
+            batch = batch.to(device)
+            model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return [exponent_bias(torch.tensor([a]), fmt) for a in amax]
+
+
+def attach_activation_quantization(model: EarlyExitModel, spec: CompressionSpec, *,
+                                   biases: Sequence[int] | None = None) -> list:
+    """Forward hooks quantizing the input of every encoder matmul; the handles, one per distinct
+    linear (ALBERT's shared ones once). ``biases``: static ones
+    (:func:`calibrate_activation_biases`), else per call from max |x| (dynamic)."""
     fmt = activation_format(spec)
     if fmt is None:
         return []
-    ids = {id(m) for m in encoder_linears(model).values()}
-    handles = attach_activation_quantizers(model.backbone.encoder, fmt, include=lambda _n, m: id(m) in ids)
+    ids = {id(m) for m in _activation_linears(model)}
+    handles = attach_activation_quantizers(model.backbone.encoder, fmt, include=lambda _n, m: id(m) in ids,
+                                           biases=biases)
     model.activation_quantizers = handles  # what the guards check
     model.activation_format = fmt
+    model.activation_biases = None if biases is None else [int(b) for b in biases]  # exported with the design
     return handles
 
 

@@ -34,7 +34,9 @@ __all__ = ["DESIGN_ARRAYS", "EVAL_VERSION", "cached_arrays", "design_arrays", "d
 
 # 2: activations quantized to the charged width by default; entries gained the DVFS training-row
 # entropies and the simulated activation width (the key gained the DVFS rows).
-EVAL_VERSION = 2
+# 3: static activation biases; the earlier off-ramps re-centred and tempered on the compressed model
+# (dse.compression.offramp_calibration), both on the DVFS rows.
+EVAL_VERSION = 3
 DESIGN_ARRAYS = ("logits", "train_entropy", "activation_bits")  # an entry lacking one is damaged
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def cached_arrays(ctx: EvalContext, name: str, compute: Callable[[], dict[str, n
 
 def _compressed(ctx: EvalContext, spec: CompressionSpec):  # noqa: ANN202
     model = trial_model(ctx, spec.training)
-    compressed, _ = compress(model, spec)
+    compressed, _ = compress(model, spec, calibration=ctx.dvfs_rows, pad_id=ctx.pad_id)
     check_knobs_active(model, compressed, spec, dev=ctx.dev, pad_id=ctx.pad_id)
     return compressed
 

@@ -99,7 +99,7 @@ def faulty_layer_logits(ctx: EvalContext, spec: CompressionSpec, cell: str, erro
     weights, so the tables take the same faults either way), the faulty cells of each repeat, and
     whether they came from the cache (memory or disk)."""
     def compute() -> dict[str, np.ndarray]:
-        compressed, _ = compress(trial_model(ctx, spec.training), spec)
+        compressed, _ = compress(trial_model(ctx, spec.training), spec, calibration=ctx.dvfs_rows, pad_id=ctx.pad_id)
         tables: dict[str, nn.Module] = dict(embedding_tables(compressed))
         matrices = envm_weights(compressed) if weights.in_envm else {}
         clean = {id(m): m.weight.detach().clone() for m in [*tables.values(), *matrices.values()]}

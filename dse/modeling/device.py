@@ -23,8 +23,8 @@ from torch import nn
 from dse.config.study import DEVICE_PATTERN
 from dse.errors import ConfigError
 
-__all__ = ["DEVICE_PATTERN", "TRAIN_DTYPE", "EVAL_DTYPE", "device_class", "gpu_index_for_ray", "model_device",
-           "resolve_device", "train_autocast"]
+__all__ = ["DEVICE_PATTERN", "TRAIN_DTYPE", "EVAL_DTYPE", "device_class", "eval_batch_size", "gpu_index_for_ray",
+           "model_device", "resolve_device", "train_autocast"]
 
 TRAIN_DTYPE = torch.bfloat16  # autocast dtype of training on CUDA (CPU trains in fp32)
 EVAL_DTYPE = torch.float32  # evaluation precision on every device: predictions must not depend on it
@@ -53,6 +53,14 @@ def resolve_device(spec: str, *, cuda_count: int | None = None) -> torch.device:
 def device_class(device: torch.device | str) -> str:
     """``cpu`` or ``cuda``: what cache keys record (numbers differ between classes, not between GPUs)."""
     return torch.device(device).type
+
+
+def eval_batch_size(device: torch.device | str) -> int:
+    """Rows per evaluation batch: 64 on the CPU, 256 on CUDA, where a pass of 64-row batches is
+    bound by kernel launches. A design's results do not depend on it (its activation scales are
+    static, calibrated per design: ``dse.compression.apply.calibrate_activation_biases``) beyond
+    float noise; a design calibrated without training rows scales per batch, and then does."""
+    return 256 if torch.device(device).type == "cuda" else 64
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -341,11 +341,12 @@ class EarlyExitModel(nn.Module):
         """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        thr = torch.as_tensor(threshold, dtype=torch.float32).expand(self.num_layers)
+        device = input_ids.device
+        thr = torch.as_tensor(threshold, dtype=torch.float32, device=device).expand(self.num_layers)
         b = input_ids.shape[0]
-        out_logits = torch.empty(b, self.num_labels)
-        out_layer = torch.empty(b, dtype=torch.int64)
-        alive = torch.arange(b)
+        out_logits = torch.empty(b, self.num_labels, device=device)
+        out_layer = torch.empty(b, dtype=torch.int64, device=device)
+        alive = torch.arange(b, device=device)
         h = self._embed(input_ids, token_type_ids)
         mask = attention_mask
         pad_bias = _padding_bias(mask, h.dtype)

@@ -37,7 +37,7 @@ from dse.io import DamagedFileError, atomic_folder, read_guarded
 from dse.modeling.batching import EncodedSet, encode_dataset, iter_batches
 from dse.modeling.device import device_class, model_device, train_autocast
 from dse.modeling.early_exit import EarlyExitModel, load_off_ramps
-from dse.modeling.inference import dev_layer_logits, predictions
+from dse.modeling.inference import dev_layer_logits, layer_features, predictions
 from dse.modeling.loading import load_backbone, load_tokenizer
 from dse.training.distillation import distillation_loss
 from dse.training.probe import feature_standardisation, fit_linear_head
@@ -48,7 +48,6 @@ __all__ = [
     "cache_root",
     "fine_tune_off_ramps",
     "joint_loss_weights",
-    "layer_features",
     "load_cached",
     "load_checkpoint",
     "load_prepared",
@@ -206,21 +205,6 @@ def _stage1(model: EarlyExitModel, train: EncodedSet, cfg: FinetuneConfig, pad_i
             if step >= total:
                 break
         epoch += 1
-
-
-@torch.inference_mode()
-def layer_features(model: EarlyExitModel, enc: EncodedSet, pad_id: int) -> torch.Tensor:
-    """Every layer's off-ramp input (the model's pooling: [CLS] or token mean),
-    ``[layers, rows, hidden]`` in dataset order (fp32, on the model's device: stage 2 trains there)."""
-    model.eval()
-    device = model_device(model)
-    out = torch.empty(model.num_layers, len(enc), model.config.hidden_size, device=device)
-    for batch in iter_batches(enc, batch_size=64, pad_id=pad_id):
-        batch = batch.to(device)
-        out[:, torch.as_tensor(batch.rows, device=device)] = model.pooled_features(
-            batch.input_ids, batch.attention_mask, batch.token_type_ids
-        )
-    return out
 
 
 def _first_linear(ramp: torch.nn.Module) -> torch.nn.Linear:

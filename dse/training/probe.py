@@ -39,7 +39,7 @@ class LinearProbe:
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``[rows, labels]`` logits (one column: the regression value) of ``[rows, hidden]`` features."""
-        return ((feats.double() - self.mean) * self.scale) @ self.weight.T + self.bias
+        return ((feats.double().cpu() - self.mean) * self.scale) @ self.weight.T + self.bias
 
 
 def feature_standardisation(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +101,12 @@ def fit_linear_probe(feats: torch.Tensor, labels: torch.Tensor, num_labels: int,
     """Fit a linear head on ``[rows, hidden]`` features (float64, deterministic).
 
     ``teacher``: ``[rows, labels]`` logits whose softened output (``temperature``) the head also
-    matches, with weight ``kd_weight`` against the task loss's ``1 - kd_weight``.
+    matches, with weight ``kd_weight`` against the task loss's ``1 - kd_weight``. Fitted on the CPU
+    whatever device the features are on (a float64 problem of hidden-size unknowns: small, and the
+    same numbers on every machine); the probe comes back on the CPU.
     """
+    feats, labels = feats.cpu(), labels.cpu()
+    teacher = None if teacher is None else teacher.cpu()
     mean, scale = feature_standardisation(feats)
     z = (feats.double() - mean) * scale
     w, b = _solve(z, labels, num_labels, c, teacher, kd_weight, temperature, max_iter)
@@ -122,6 +126,8 @@ def fit_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_labels: int, 
     """Stage 2 of a ``linear`` off-ramp: the L2 strength with the lowest task loss on a seeded tenth
     of the rows (fitted on the rest), then that head refitted on every row."""
     n = feats.shape[0]
+    feats, labels = feats.cpu(), labels.cpu()
+    teacher = None if teacher is None else teacher.cpu()
     kw = {"teacher": teacher, "kd_weight": kd_weight, "temperature": temperature}
     if len(c_grid) > 1 and n >= 20:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

@@ -34,10 +34,10 @@ from dse.config import FinetuneConfig
 from dse.modeling.batching import EncodedSet, iter_batches
 from dse.modeling.device import device_class, model_device, train_autocast
 from dse.modeling.early_exit import EarlyExitModel
+from dse.modeling.inference import layer_features
 from dse.training.distillation import distillation_loss
 from dse.training.prepare import (
     cache_root,
-    layer_features,
     load_cached,
     load_checkpoint,
     offramp_rows,

@@ -14,6 +14,7 @@ from transformers import AutoModel, BertConfig, BertModel, BertTokenizerFast
 
 import dse
 from dse.artifacts.hf_export import (
+    CONFIG_KEY,
     OFF_RAMPS_FILE,
     DevRows,
     load_exported_model,
@@ -220,6 +221,24 @@ def test_round_trip_reattaches_activation_quantization(tiny_model, tmp_path: Pat
     assert torch.equal(loaded.layer_logits(rows), expected)
     plain, _ = compress(tiny_model, CompressionSpec(encoder_pruning=0.3, weight_bits=8, weight_exp_bits=3))
     assert not torch.equal(dev_layer_logits(plain, rows, pad_id=0), expected)  # the hooks really act
+
+
+def test_round_trip_keeps_static_activation_biases(tiny_model, tmp_path: Path) -> None:  # noqa: ANN001
+    spec = CompressionSpec(encoder_pruning=0.3, weight_bits=8, weight_exp_bits=3, activation_bits=6)
+    out, report = compress(tiny_model, spec, calibration=encoded(tiny_tokenizer(), texts(16, seed=9)), pad_id=0)
+    assert report["static_activation_biases"] == report["activation_quantizers"] > 0
+    rows = encoded(tiny_tokenizer(), texts(20))
+    folder = save_exported_model(out, tiny_tokenizer(), tmp_path / "m", task="sst2", max_seq_length=32,
+                                 exit_threshold=0.3, dev_rows=DevRows(dev_subset=10, seed=1),
+                                 compression=spec.as_dict(), design={"study": "tiny", "trial": 1})
+    loaded = load_exported_model(folder)
+    assert loaded.settings.activation_biases == out.activation_biases
+    assert torch.equal(loaded.layer_logits(rows), dev_layer_logits(out, rows, pad_id=0))
+    config = json.loads((folder / "config.json").read_text())  # a tampered list: one line, not a traceback
+    config[CONFIG_KEY]["activation_biases"] = config[CONFIG_KEY]["activation_biases"][:-1]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DSEError, match="activation biases for"):
+        load_exported_model(folder)
 
 
 def test_hf_native_sequence_classifier_and_pipeline_run_the_full_depth_model(tiny_model, tmp_path: Path) -> None:  # noqa: ANN001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,52 @@ def test_activation_quantization_hooks_every_encoder_matmul(tiny_model, tiny_bat
     h_q = next(out.hidden_states(**tiny_batch))
     h = next(base.hidden_states(**tiny_batch))
     assert (h_q - h).abs().max() > 1e-3  # 4-bit inputs visibly change the first layer
+
+
+def test_static_activation_biases_make_a_row_independent_of_its_batch() -> None:
+    """Dynamic scaling takes the bias from the batch's max |x|: a loud batch mate changes a row's
+    quantized input. A static bias (calibrated per design) makes every row's result its own."""
+    from dse.compression.adaptivfloat import AdaptivFloatFormat, attach_activation_quantizers, exponent_bias
+
+    fmt = AdaptivFloatFormat(total_bits=8, exp_bits=3)
+    x = torch.linspace(-1.3, 1.7, 16).reshape(2, 8)
+    loud = torch.cat([x[:1], 300 * x[1:]])
+    for biases, coupled in ((None, True), ([exponent_bias(x, fmt)], False)):
+        lin = torch.nn.Linear(8, 3)
+        attach_activation_quantizers(lin, fmt, biases=biases)
+        with torch.no_grad():
+            alone, with_loud_mate = lin(x[:1]), lin(loud)[:1]
+        # (a different batch shape may take another matmul kernel: float noise, not a coupling)
+        assert torch.allclose(alone, with_loud_mate, rtol=0, atol=1e-5) is not coupled
+
+
+def test_compress_calibrates_one_static_bias_per_quantized_input(tiny_model) -> None:  # noqa: ANN001
+    from dse.compression.apply import calibrate_activation_biases
+    from dse.modeling.batching import EncodedSet
+    from dse.modeling.inference import dev_layer_logits
+
+    rng = np.random.default_rng(0)
+    ids = [[2, *rng.integers(5, 100, rng.integers(3, 11)).tolist(), 3] for _ in range(24)]
+    calibration = EncodedSet(ids[:16], [[0] * len(r) for r in ids[:16]], np.zeros(16, dtype=np.int64))
+    rows = EncodedSet(ids[16:], [[0] * len(r) for r in ids[16:]], np.zeros(8, dtype=np.int64))
+    spec = CompressionSpec(weight_bits=8, weight_exp_bits=4, activation_bits=8)
+
+    dynamic, report = compress(tiny_model, spec)
+    assert report["static_activation_biases"] == 0 and dynamic.activation_biases is None
+    static, report = compress(tiny_model, spec, calibration=calibration, pad_id=0)
+    assert report["static_activation_biases"] == report["activation_quantizers"] == len(static.activation_biases)
+    # the biases are those of the calibration rows' inputs (recomputed on the unhooked compressed model)
+    plain, _ = compress(tiny_model, CompressionSpec(weight_bits=8, weight_exp_bits=4, activation_bits=0))
+    assert static.activation_biases == calibrate_activation_biases(plain, dynamic.activation_format, calibration,
+                                                                   pad_id=0)
+    # one row at a time or all together: the same logits
+    together = dev_layer_logits(static, rows, pad_id=0, batch_size=8)
+    one_by_one = torch.cat([dev_layer_logits(static, rows.subset([i]), pad_id=0) for i in range(8)], dim=1)
+    torch.testing.assert_close(one_by_one, together, rtol=0, atol=1e-5)
+
+
+def test_a_wrong_number_of_static_biases_is_refused(tiny_model) -> None:  # noqa: ANN001
+    from dse.compression.apply import attach_activation_quantization
+
+    with pytest.raises(ValueError, match="activation biases for"):
+        attach_activation_quantization(tiny_model, CompressionSpec(activation_bits=8), biases=[0])
