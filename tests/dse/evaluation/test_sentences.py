@@ -36,7 +36,7 @@ def test_sentence_results_match_the_trial_metrics(threshold: float, tmp_path: Pa
     assert len(sentences.exit_layers) == len(sentences.latency_ms) == len(sentences.energy_uj) == len(ctx.dev)
     # exit layers: the compressed model's real early exit, one row at a time (not the cached-logits simulation)
     spec = CompressionSpec.from_knobs(knobs)
-    model, _ = compress(ctx.model, spec)
+    model, _ = compress(ctx.model, spec, calibration=ctx.dvfs_rows, pad_id=ctx.pad_id)  # as a trial does
     exits = np.array([int(model.early_exit_forward(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
                                                        threshold=threshold)[1]) for ids in ctx.dev.input_ids])
     np.testing.assert_array_equal(sentences.exit_layers, exits)
