@@ -3,10 +3,9 @@
 For the study's prepared model (fine-tuned once and cached, as a study run leaves it), each design
 below is compressed and scored on both devices the way a model trial does it (``compress`` on the
 model's device with the trial's calibration rows, then ``dev_layer_logits``, fp32 on both:
-``dse.modeling.device``). Printed per
-design: the share of (sentence, off-ramp) predictions that agree, and under the entropy exit rule
-at each threshold the share of sentences with the same prediction and the same exit layer, with
-the largest logit difference.
+``dse.modeling.device``). Printed per design: the share of (sentence, off-ramp) predictions that
+agree, the smallest share over the thresholds of sentences with the same exit prediction and exit
+layer, and the largest logit difference.
 
 Run: python benchmarks/device_agreement.py --config STUDY.yaml [--device cuda] [--full-dev]
 Last line: device=<d> designs=<n> rows=<r> min_offramp_agree=<a> min_exit_agree=<b> max_abs_logit_diff=<c>
@@ -54,13 +53,14 @@ def main() -> None:
     if config.is_multitask:
         raise SystemExit("a single-task study, please")
     other = resolve_device(args.device)
-    source = resolve_model_source(config.model.name)
-    dev = load_dev_set(task_spec(config.task).name, load_tokenizer(source), glue_dir=resolve_glue_dir(config.data.glue_dir),
+    tokenizer = load_tokenizer(resolve_model_source(config.model.name))
+    glue_dir = resolve_glue_dir(config.data.glue_dir)
+    dev = load_dev_set(task_spec(config.task).name, tokenizer, glue_dir=glue_dir,
                        max_seq_length=config.model.max_seq_length,
                        dev_subset=None if args.full_dev else config.data.dev_subset, seed=config.data.seed)
-    pad_id = load_tokenizer(source).pad_token_id or 0
-    calibration = load_dvfs_rows(config.task, load_tokenizer(source), glue_dir=resolve_glue_dir(config.data.glue_dir),
-                                 max_seq_length=config.model.max_seq_length, seed=config.data.seed)
+    pad_id = tokenizer.pad_token_id or 0
+    calibration = load_dvfs_rows(config.task, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
+                                 seed=config.data.seed)  # a trial's calibration rows
     # fine-tuned where ``other`` is (a model trained on CUDA has its own cache key); scored on both
     prepared = prepare_for_study(config, device=other).model
     name = torch.cuda.get_device_name(other) if other.type == "cuda" else platform.machine()

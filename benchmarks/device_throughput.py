@@ -6,8 +6,8 @@ On the packaged MiniLM (or ``--model``) placed with the same code a study uses
     128, sequence length 64, random token ids (throughput does not depend on the text);
   * one full SST-2 dev pass with every off-ramp's logits (``dev_layer_logits``, 872 sentences);
   * a model trial's core: compress (50 % encoder pruning, 6-bit AdaptivFloat weights, 8-bit
-    activations; static activation biases and off-ramp re-centring on 256 SST-2 train rows, as a
-    trial does), the inactive-knob guards, and that dev pass.
+    activations; static activation biases and the off-ramp calibration on 256 SST-2 train rows, as
+    a trial does), the inactive-knob guards, and that dev pass.
 
 ``--random-weights bert-base|albert-base`` times those shapes instead (random weights: throughput
 does not depend on them; BERT-base uses ``--model``'s uncased WordPiece vocabulary, ALBERT-base the
