@@ -162,12 +162,8 @@ def test_deploy_quantizes_a_pinned_design(smoke_study, tmp_path: Path) -> None: 
     assert report["format"] == "onnx" and report["task"] == "sst2" and report["dev_rows"] == 200
     assert report["threads"] == 1
     fp32, int8 = report["fp32"], report["int8"]
-    # Measured (ONNX, onnxruntime 1.31.1, torch 2.13.0+cpu, the smoke fine-tune as of issue #13) on
-    # all 200 dev rows of the trial, batch size 1:
-    #   fp32 93.89 MB, 81.0 points, avg exit layer 5.585, every prediction and exit layer as the
-    #        trial's (the trial: 81.0 points, 5.585)
-    #   int8 23.66 MB, 79.5 points, avg exit layer 5.66; same prediction as the trial for 97.5 %
-    # (the TorchScript int8 of issue #13: 24.19 MB, 79.5 points, 96.5 %)
+    # Measured (onnxruntime 1.31.1, torch 2.13.0+cpu) on all 200 dev rows of the trial, batch size 1:
+    # fp32 93.94 MB, int8 23.74 MB; the figures under the exit rule are below.
     assert 0 < int8["size_mb"] < 0.3 * fp32["size_mb"]
     assert report["trial_accuracy"] == trial["accuracy"]
     assert abs(fp32["accuracy"] - trial["accuracy"]) <= 1.0
@@ -181,26 +177,17 @@ def test_deploy_quantizes_a_pinned_design(smoke_study, tmp_path: Path) -> None: 
     last = {name: _last_layer_accuracy(out / "deploy" / f"onnx_{name}", rows) for name in ("fp32", "int8")}
     assert last["fp32"] - last["int8"] <= 3.0
 
-    # Under the exit rule the CPU artifacts follow the trial only as far as their datapath does.
-    # Before the off-ramp calibration (issue #15, 2026-12-01) they matched it: fp32 every prediction
-    # and exit layer, int8 1.5 points below fp32 with 97.5 % of the trial's predictions. The trial's
-    # earlier off-ramps are now re-centred and tempered for the chip's 8-bit activations, which the
-    # fp32 and int8 artifacts do not have, so their exits drift. Measured on this design: fp32 exit
-    # layer 5.595 against the trial's 5.495, 84.5 % of exit layers and 98 % of predictions as the
-    # trial's; int8 76.0 points (5.0 below fp32), 92 % of fp32's predictions. Re-calibrating the
-    # off-ramps for each artifact's datapath when deploying is the fix; it is not built yet.
-    missed = [f"{name} {value} outside {bound}" for name, value, ok, bound in (
-        ("fp32 avg exit layer", fp32["avg_exit_layer"], abs(fp32["avg_exit_layer"] - trial["avg_exit_layer"]) <= 0.02,
-         f"{trial['avg_exit_layer']:.3f} +- 0.02"),
-        ("fp32 exit agreement", fp32["exit_agreement"], fp32["exit_agreement"] >= 0.99, ">= 0.99"),
-        ("fp32 trial agreement", fp32["trial_agreement"], fp32["trial_agreement"] >= 0.99, ">= 0.99"),
-        ("int8 accuracy drop", fp32["accuracy"] - int8["accuracy"], fp32["accuracy"] - int8["accuracy"] <= 4.0,
-         "<= 4"),
-        ("int8 prediction agreement", report["prediction_agreement"], report["prediction_agreement"] >= 0.93,
-         ">= 0.93"),
-    ) if not ok]
-    if missed:
-        pytest.xfail("CPU artifacts under the exit rule drift from the chip-calibrated trial: " + "; ".join(missed))
+    # Under the exit rule. The fp32 graphs carry the design's static 8-bit AdaptivFloat activations
+    # (the trial's datapath, whose earlier off-ramps are calibrated for it): measured 2026-12-01,
+    # fp32 80.0 points, every prediction as the trial's, exit layer 5.47 against 5.495 and 97.5 %
+    # of exit layers; onnxruntime's kernels round differently from torch's by ~1e-6, and where that
+    # crosses an 8-bit rounding boundary a sentence near its threshold moves (the same graphs with
+    # graph optimization off: 96 %). Without the activations in the graphs (before 2026-12-01): exit
+    # layer 5.595, 84.5 % of exit layers. int8, its off-ramps calibrated on its own graphs: 80.0
+    # points, 97 % of fp32's predictions, exit layer 5.37 (uncalibrated: 78.0 points, 92 %).
+    assert fp32["trial_agreement"] >= 0.99
+    assert fp32["exit_agreement"] >= 0.95 and abs(fp32["avg_exit_layer"] - trial["avg_exit_layer"]) <= 0.05
+    assert fp32["accuracy"] - int8["accuracy"] <= 2.0 and report["prediction_agreement"] >= 0.94
 
 
 @pytest.mark.integration

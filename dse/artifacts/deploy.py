@@ -28,14 +28,16 @@ the first layer whose off-ramp entropy is below that layer's threshold, as in
 :meth:`EarlyExitModel.early_exit_forward`); ``module.layer_logits(...)`` returns every off-ramp's
 logits ``[layers, b, labels]``. Tokenize with the tokenizer files in ``EXPORT_DIR/model``.
 
-The AdaptivFloat activation fake-quantization of a design models the accelerator's datapath and
-is left out of every deployable (on CPU, int8 dynamic quantization takes its place), so the fp32
-artifact's accuracy can differ slightly from the trial's; both are reported.
+A design's AdaptivFloat activation quantizers (static biases, calibrated per design) are traced
+into every deployable in float operations (:func:`~dse.compression.adaptivfloat.quantize_in_float_ops`),
+so the fp32 artifact computes the chip's activations and exits where its trial did. The int8
+artifacts quantize the matmul inputs once more, per call (onnxruntime / torch.ao dynamic int8).
 
-The exit thresholds were chosen on fp32 entropies. int8 activations perturb the intermediate
-off-ramps most (the hidden state they read has one outlier dimension that sets the per-tensor
-activation scale), so with early exit the int8 artifact can lose points it does not lose
-without it: ``benchmarks/deploy_int8_ablation.py`` and docs/outputs-export-deploy.md.
+The thresholds and the off-ramp calibration were chosen for the chip's datapath. int8 activations
+perturb the early layers' features by more than they vary across sentences (the hidden state has
+one outlier dimension that sets the per-tensor activation scale), so the ONNX int8 graphs get their
+standardised earlier off-ramps re-calibrated on their own features
+(:func:`~dse.artifacts.onnx_export.quantize_onnx_calibrated`); docs/outputs-export-deploy.md.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ from torch import nn
 
 from dse.artifacts.export import MODEL_DIR
 from dse.artifacts.hf_export import ExportedModel, ExportScore, exported_dev_rows, load_exported_model
+from dse.compression.apply import traceable_activation_quantization
+from dse.data import resolve_glue_dir
 from dse.data.metrics import main_metric
 from dse.errors import DSEError
+from dse.evaluation.context import load_dvfs_rows
 from dse.io import atomic_folder, atomic_write, write_text_atomic
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
@@ -195,13 +200,6 @@ class _EarlyExit(nn.Module):
         return torch.stack(out)
 
 
-def _strip_activation_quantizers(model: EarlyExitModel) -> None:
-    """Drop the AdaptivFloat activation hooks (an accelerator model, not CPU arithmetic)."""
-    for handle in getattr(model, "activation_quantizers", []):
-        handle.remove()
-    model.activation_quantizers = []
-
-
 @torch.no_grad()
 def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: bool) -> torch.jit.ScriptModule:
     """A self-contained TorchScript early-exit module of ``model`` (fp32, or dynamic int8 linears).
@@ -209,7 +207,7 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
     ``model`` is not modified (a copy is traced).
     """
     model = copy.deepcopy(model).eval()
-    _strip_activation_quantizers(model)
+    traceable_activation_quantization(model)  # the trial's activations, traced into the module
     spans = model.spans.clone()
     model.spans.fill_(math.inf)  # the scripted driver adds the span bias itself, per sequence length
     s = 8  # any length: the traces keep the sequence length symbolic
@@ -357,6 +355,14 @@ def _dev_rows(exported: ExportedModel, glue_dir: str | Path | None, max_rows: in
     return rows if max_rows is None or max_rows >= len(rows) else rows.subset(np.arange(max_rows))
 
 
+def _calibration_rows(exported: ExportedModel, glue_dir: str | Path | None) -> EncodedSet | None:
+    """The design's DVFS training rows (its off-ramps were calibrated on them), or None offline."""
+    s = exported.settings
+    return load_dvfs_rows(s.task, exported.tokenizer,
+                          glue_dir=resolve_glue_dir(glue_dir if glue_dir is not None else s.dev_rows.glue_dir),
+                          max_seq_length=s.max_seq_length, seed=s.dev_rows.seed, train_from_dev=s.dev_rows.train_from_dev)
+
+
 def _summarize(size_mb: float, task: str, rows: EncodedSet, trial: ExportScore, preds: np.ndarray,
                exits: np.ndarray, times_ms: dict[int, np.ndarray]) -> ArtifactFigures:
     by_threads = {str(t): {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95))}
@@ -412,14 +418,16 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
     preds: dict[str, np.ndarray] = {}
     s = exported.settings
     if format == "onnx":
-        from dse.artifacts.onnx_export import export_onnx, folder_size_mb, quantize_onnx
+        from dse.artifacts.onnx_export import export_onnx, folder_size_mb, quantize_onnx_calibrated
 
         thread_counts = [threads] if threads is not None else list(ONNX_THREADS)
         folders = {"fp32": out / ONNX_FP32_DIR, "int8": out / ONNX_INT8_DIR}
         with atomic_folder(folders["fp32"]) as tmp:
             export_onnx(exported.model, exported.thresholds, tmp, label_names=s.label_names)
         with atomic_folder(folders["int8"]) as tmp:
-            quantize_onnx(folders["fp32"], tmp)
+            calibrated = quantize_onnx_calibrated(exported.model, exported.thresholds, folders["fp32"], tmp,
+                                                  _calibration_rows(exported, glue_dir), label_names=s.label_names,
+                                                  pad_id=exported.tokenizer.pad_token_id or 0)
         for name, folder in folders.items():
             times: dict[int, np.ndarray] = {}
             for t in thread_counts:
@@ -435,7 +443,9 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
                "outputs": "runner(...): exiting logits [batch, labels], exit layer (1-based) [batch]; "
                           "runner.layer_logits(...): [layers, batch, labels]",
                "int8": "onnxruntime.quantization.quantize_dynamic (QInt8 weights, activations quantized per "
-                       "call) of every MatMul, Gemm and Gather (embedding tables) in every graph"}
+                       "call) of every MatMul, Gemm and Gather (embedding tables) in every graph; the standardised "
+                       "earlier off-ramps re-centred and tempered for these graphs on the design's DVFS training rows",
+               "int8_off_ramp_calibration": calibrated}
     else:
         if threads is not None:
             torch.set_num_threads(threads)

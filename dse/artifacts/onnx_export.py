@@ -2,12 +2,13 @@
 
 ``export_onnx(model, thresholds, folder)`` writes ``embed.onnx``, ``layer_NN.onnx`` (one per
 encoder layer: that layer followed by its off-ramp, exported from the modules' own forward code
-with ``torch.onnx.export(dynamo=True)``, batch and sequence length dynamic), ``runner.json`` and
-a copy of :mod:`dse.artifacts.onnx_runner` (``early_exit_runner.py``), which runs the folder with
-onnxruntime and does the exit loop on the host. ``quantize_onnx(src, dst)`` writes the same
-folder with every graph dynamically quantized by onnxruntime: int8 weights for every MatMul/Gemm
-(attention, feed-forward, pooler and classifier of every off-ramp) and every embedding table
-(Gather), activations quantized per call.
+with ``torch.onnx.export(dynamo=True)``, batch and sequence length dynamic; a design's static
+AdaptivFloat activation quantizers are in the graphs, so the fp32 graphs compute what its trial
+scored), ``runner.json`` and a copy of :mod:`dse.artifacts.onnx_runner` (``early_exit_runner.py``),
+which runs the folder with onnxruntime and does the exit loop on the host. ``quantize_onnx(src,
+dst)`` writes the same folder with every graph dynamically quantized by onnxruntime: int8 weights
+for every MatMul/Gemm (attention, feed-forward, pooler and classifier of every off-ramp) and every
+embedding table (Gather), activations quantized per call.
 """
 
 from __future__ import annotations
@@ -16,17 +17,24 @@ import copy
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from dse.artifacts import onnx_runner
-from dse.modeling.early_exit import EarlyExitModel
+from dse.compression.apply import traceable_activation_quantization
+from dse.compression.offramp_calibration import calibrate_off_ramps_on_features
+from dse.modeling.batching import EncodedSet
+from dse.modeling.early_exit import EarlyExitModel, pool_hidden
+from dse.modeling.inference import layer_features
 
-__all__ = ["EMBED_FILE", "RUNNER_FILE", "export_onnx", "folder_size_mb", "layer_file", "quantize_onnx"]
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "export_onnx", "folder_size_mb", "layer_file", "quantize_onnx",
+           "quantize_onnx_calibrated"]
 
 EMBED_FILE = "embed.onnx"
 RUNNER_FILE = "early_exit_runner.py"
@@ -52,7 +60,8 @@ class _Embed(nn.Module):
 
 
 class _Stage(nn.Module):
-    """``(hidden, attention_mask) -> (hidden', logits)``: layer ``index`` and its off-ramp.
+    """``(hidden, attention_mask) -> (hidden', logits)``: layer ``index`` and its off-ramp on the
+    model's pooling of the layer output.
 
     The padding and attention-span bias is built in the graph from the mask (the span per head
     is a constant of the graph); the layer and the off-ramp are the model's own forward code.
@@ -75,16 +84,16 @@ class _Stage(nn.Module):
         span = torch.zeros(dist.shape, dtype=torch.float32)[None].masked_fill(
             dist[None] > self.spans[:, None, None], low)  # [heads, s, s]
         bias = (pad[:, None, None, :] + span[None]).clamp(min=low)
-        h = self.__dict__["_model"]._run_layer(self.index, hidden, bias)
-        return h, self.ramp(h[:, 0]).float()
+        model = self.__dict__["_model"]
+        h = model._run_layer(self.index, hidden, bias)
+        return h, self.ramp(pool_hidden(h, attention_mask, model.pooling)).float()
 
 
 def _plain_copy(model: EarlyExitModel) -> EarlyExitModel:
-    """An eval copy without AdaptivFloat activation hooks, whose layers take the bias as given."""
+    """An eval copy whose AdaptivFloat activation quantizers are written in traceable float
+    operations, and whose layers take the bias as given."""
     model = copy.deepcopy(model).eval()
-    for handle in getattr(model, "activation_quantizers", []):  # accelerator datapath, not CPU arithmetic
-        handle.remove()
-    model.activation_quantizers = []
+    traceable_activation_quantization(model)
     # The stage builds padding + span bias itself; the model's own span mask branches on the
     # sequence length in Python, which a graph with a dynamic length cannot hold.
     model.__dict__["_span_masks"] = lambda index, name, s, pad_bias: (pad_bias, None)
@@ -153,6 +162,35 @@ def quantize_onnx(src: Path, dst: Path) -> Path:
     shutil.copyfile(src / onnx_runner.MANIFEST_FILE, dst / onnx_runner.MANIFEST_FILE)
     shutil.copyfile(src / RUNNER_FILE, dst / RUNNER_FILE)
     return dst
+
+
+@torch.no_grad()
+def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, src: Path, dst: Path,
+                             rows: EncodedSet | None, *, pad_id: int, label_names: list[str] | None = None) -> dict[str, int]:
+    """:func:`quantize_onnx` of ``src`` (``model``'s fp32 graphs) into ``dst``, with ``model``'s
+    standardised earlier off-ramps calibrated for the int8 graphs on ``rows`` (a design's DVFS
+    training rows): what the trial's calibration did for the chip's datapath
+    (:mod:`dse.compression.offramp_calibration`), done again for onnxruntime's int8 one, whose
+    per-call activation scales move the early layers' features by more than their spread. The
+    off-ramps' inputs come from the int8 graphs themselves; their mean is compared with the
+    fp32 model's on the same rows. Returns how many off-ramps each step changed."""
+    quantize_onnx(src, dst)
+    if rows is None or len(rows) == 0 or not any(not torch.all(r.input_scale == 1.0) for r in model.off_ramps[:-1]):
+        return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
+    runner = onnx_runner.EarlyExitRunner(dst)
+    feats = torch.empty(model.num_layers, len(rows), model.config.hidden_size)
+    for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):  # one sentence at a time, as deployed
+        x = np.asarray([ids], dtype=np.int64)
+        mask = np.ones_like(x)
+        for i, (h, _) in enumerate(runner.layer_outputs(x, mask, np.asarray([types], dtype=np.int64))):
+            feats[i, r] = pool_hidden(torch.from_numpy(h), torch.from_numpy(mask), model.pooling)[0]
+    reference = layer_features(model, rows, pad_id).double().mean(1).cpu()
+    calibrated = copy.deepcopy(model).eval()
+    done, _ = calibrate_off_ramps_on_features(calibrated, feats, reference, torch.tensor(rows.labels))
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
+        quantize_onnx(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
+    return done
 
 
 def folder_size_mb(folder: Path) -> float:

@@ -19,6 +19,7 @@ batch size. (One graph per layer instead of ONNX ``If`` nodes: see docs/outputs-
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +91,13 @@ class EarlyExitRunner:
     def layer_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                      token_type_ids: np.ndarray | None = None) -> np.ndarray:
         """Every off-ramp's logits ``[layers, batch, labels]`` (no early exit)."""
+        return np.stack([logits for _, logits in self.layer_outputs(input_ids, attention_mask, token_type_ids)])
+
+    def layer_outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                      token_type_ids: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each layer's hidden states ``[batch, seq, hidden]`` and off-ramp logits, in order (no early exit)."""
         h = self._start(input_ids, token_type_ids)
         mask = np.asarray(attention_mask, dtype=np.int64)
-        out = []
         for layer in self.layers:
             h, logits = layer.run(None, {"hidden": h, "attention_mask": mask})
-            out.append(logits)
-        return np.stack(out)
+            yield h, logits

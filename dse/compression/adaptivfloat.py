@@ -60,6 +60,7 @@ __all__ = [
     "exponent_bias",
     "representable_range",
     "quantize",
+    "quantize_in_float_ops",
     "quantize_model_weights_",
     "encode",
     "decode",
@@ -355,6 +356,36 @@ def quantize(x: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int | None = Non
     return _quantize_impl(x, fmt, bias)
 
 
+def quantize_in_float_ops(x: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int) -> torch.Tensor:
+    """``quantize(x, fmt, bias=bias)`` for a float32 ``x``, written in float operations alone
+    (abs, log2, floor, pow, round, clamp, where) so that a graph exporter can trace it: ONNX has
+    no bit view of a float. Same values as :func:`quantize` (tested bit for bit); no gradient.
+
+    The mantissa is rounded on the grid ``2^(e - m)`` of each value's binade ``e``: a power of
+    two, so the division and the product are exact. ``floor(log2 |x|)`` is corrected by one
+    where ``log2`` rounded across a power of two, by exact comparisons with ``2^e``.
+    """
+    fmt = _check_format(fmt)
+    bias = _check_bias(bias, fmt)
+    if x.dtype != torch.float32:
+        raise TypeError("quantize_in_float_ops takes float32 tensors")
+    lo, hi = _exponent_window(fmt, bias)
+    if lo - 3 < -126 or hi + 2 > 127:
+        raise ValueError(f"bias {bias} puts the exponent window 2^{lo}..2^{hi} outside float32's normal range")
+    v_min, v_max = representable_range(fmt, bias)
+    flush_below = v_min / 2.0 if fmt.variant != "ref2022" else v_min
+    a = x.abs()
+    # Below v_min/4 everything flushes and above 2^(hi+1) everything saturates: clamping first
+    # keeps every grid step a normal float32.
+    ac = a.clamp(min=math.ldexp(1.0, lo - 2), max=math.ldexp(1.0, hi + 1))
+    e = torch.floor(torch.log2(ac))
+    e = e + (ac >= torch.pow(2.0, e + 1.0)).float() - (ac < torch.pow(2.0, e)).float()
+    step = torch.pow(2.0, e - float(fmt.mantissa_bits))
+    units = torch.floor(ac / step) if fmt.variant == "edgebert_hw" else torch.round(ac / step)  # half to even
+    q = (units * step).clamp(min=v_min, max=v_max)
+    return torch.where(a < flush_below, torch.zeros_like(q), q * torch.sign(x))
+
+
 #: ``include(qualified_module_name, module) -> bool`` selects modules to quantise.
 ModuleFilter = Callable[[str, nn.Module], bool]
 
@@ -397,6 +428,7 @@ def attach_activation_quantizers(
     *,
     include: ModuleFilter | None = None,
     biases: Sequence[int] | None = None,
+    in_float_ops: bool = False,
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Fake-quantise the input of every selected ``nn.Linear`` on each forward call.
 
@@ -406,19 +438,24 @@ def attach_activation_quantizers(
     is batched with); ``biases`` gives one static bias per selected module, in
     ``model.named_modules()`` order (calibrated ahead, as a deployed datapath has them).
     ``include(name, module)`` selects among the ``nn.Linear`` modules (default: all). Gradients
-    pass straight through. Call ``handle.remove()`` on the returned handles to detach the quantisers.
+    pass straight through. ``in_float_ops`` (static ``biases`` only) quantizes with
+    :func:`quantize_in_float_ops`, which graph exporters can trace. Call ``handle.remove()`` on
+    the returned handles to detach the quantisers.
     """
     fmt = _check_format(fmt)
     selected = [m for name, m in model.named_modules()
                 if isinstance(m, nn.Linear) and (include is None or include(name, m))]
     if biases is not None and len(biases) != len(selected):
         raise ValueError(f"{len(biases)} activation biases for {len(selected)} quantized matmul inputs")
+    if in_float_ops and biases is None:
+        raise ValueError("in_float_ops needs static biases")
 
     def make_hook(bias: int | None):  # noqa: ANN202
         def hook(module: nn.Module, args: tuple) -> tuple | None:
             if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
                 return None
-            return (quantize(args[0], fmt, bias=bias),) + tuple(args[1:])
+            q = quantize_in_float_ops(args[0], fmt, bias=bias) if in_float_ops else quantize(args[0], fmt, bias=bias)
+            return (q,) + tuple(args[1:])
         return hook
 
     return [m.register_forward_pre_hook(make_hook(None if biases is None else int(biases[i])))

@@ -20,7 +20,7 @@ from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 
 __all__ = ["activation_format", "attach_activation_quantization", "calibrate_activation_biases", "compress",
-           "embedding_tables", "encoder_linears", "weight_format"]
+           "embedding_tables", "encoder_linears", "traceable_activation_quantization", "weight_format"]
 
 
 def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:
@@ -53,7 +53,9 @@ def compress(model: EarlyExitModel, spec: CompressionSpec, *, calibration: Encod
     hard attention-span mask; then, with ``calibration`` rows (a design's DVFS training rows):
     static activation biases calibrated on them (else dynamic, per call), and the standardised
     earlier off-ramps re-centred and tempered on the compressed model
-    (:mod:`dse.compression.offramp_calibration`).
+    (:mod:`dse.compression.offramp_calibration`). The copy's ``calibration_logits`` holds every
+    off-ramp's logits on the calibration rows after that, ``[layers, rows, labels]`` (None
+    without rows).
     """
     ranks = _sorted_magnitudes(model) if spec.encoder_pruning > 0 or spec.embedding_pruning > 0 else {}
     out = copy.deepcopy(model)
@@ -84,7 +86,8 @@ def compress(model: EarlyExitModel, spec: CompressionSpec, *, calibration: Encod
         static = calibrate_activation_biases(out, fmt_a, calibration, pad_id=pad_id)
     report["activation_quantizers"] = float(len(attach_activation_quantization(out, spec, biases=static)))
     report["static_activation_biases"] = float(len(static or []))
-    report |= {k: float(v) for k, v in calibrate_off_ramps(model, out, calibration, pad_id=pad_id).items()}
+    done, out.calibration_logits = calibrate_off_ramps(model, out, calibration, pad_id=pad_id)
+    report |= {k: float(v) for k, v in done.items()}
     return out, report
 
 
@@ -147,12 +150,29 @@ def attach_activation_quantization(model: EarlyExitModel, spec: CompressionSpec,
     """Forward hooks quantizing the input of every encoder matmul; the handles, one per distinct
     linear (ALBERT's shared ones once). ``biases``: static ones
     (:func:`calibrate_activation_biases`), else per call from max |x| (dynamic)."""
-    fmt = activation_format(spec)
+    return _attach(model, activation_format(spec), biases, in_float_ops=False)
+
+
+def traceable_activation_quantization(model: EarlyExitModel) -> None:
+    """Swap ``model``'s activation quantizers (in place) for ones written in float operations
+    alone, which ``torch.onnx.export`` and ``torch.jit.trace`` carry into a graph: a deployable
+    then computes the chip's activations, as its trial did. Without static biases (a per-batch
+    scale no deployable could reproduce) the quantizers are only removed."""
+    for handle in getattr(model, "activation_quantizers", []):
+        handle.remove()
+    model.activation_quantizers = []
+    biases = getattr(model, "activation_biases", None)
+    if biases is not None:
+        _attach(model, model.activation_format, biases, in_float_ops=True)
+
+
+def _attach(model: EarlyExitModel, fmt: AdaptivFloatFormat | None, biases: Sequence[int] | None, *,
+            in_float_ops: bool) -> list:
     if fmt is None:
         return []
     ids = {id(m) for m in _activation_linears(model)}
     handles = attach_activation_quantizers(model.backbone.encoder, fmt, include=lambda _n, m: id(m) in ids,
-                                           biases=biases)
+                                           biases=biases, in_float_ops=in_float_ops)
     model.activation_quantizers = handles  # what the guards check
     model.activation_format = fmt
     model.activation_biases = None if biases is None else [int(b) for b in biases]  # exported with the design

@@ -31,32 +31,43 @@ import torch.nn.functional as F
 from torch import nn
 
 from dse.modeling.batching import EncodedSet
+from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.inference import layer_features
 
-__all__ = ["TEMPERATURE_EXPONENTS", "calibrate_off_ramps"]
+__all__ = ["TEMPERATURE_EXPONENTS", "calibrate_off_ramps", "calibrate_off_ramps_on_features"]
 
 TEMPERATURE_EXPONENTS = range(-3, 9)  # T = 2^k: from sharpening 8x to softening 256x
 
 
 @torch.no_grad()
 def calibrate_off_ramps(reference: EarlyExitModel, compressed: EarlyExitModel, rows: EncodedSet | None, *,
-                        pad_id: int) -> dict[str, int]:
+                        pad_id: int) -> tuple[dict[str, int], torch.Tensor | None]:
     """Re-centre, then temper, each standardised earlier off-ramp of ``compressed`` (in place) on
-    ``rows``; how many off-ramps each step changed (0 and 0 without rows or without standardised
-    off-ramps)."""
-    done = {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    ramps = [i for i, ramp in enumerate(compressed.off_ramps[:-1]) if not torch.all(ramp.input_scale == 1.0)]
-    if not ramps or rows is None or len(rows) == 0:
-        return done
+    ``rows``. Returns how many off-ramps each step changed, and every off-ramp's logits on
+    ``rows`` after the calibration, ``[layers, rows, labels]`` on the CPU (None without rows): a
+    design's DVFS entropies come from them, without another pass over the rows."""
+    if rows is None or len(rows) == 0:
+        return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}, None
     feats = layer_features(compressed, rows, pad_id)
-    drift = feats.double().mean(1).cpu() - _reference_means(reference, rows, pad_id)
-    labels = torch.tensor(rows.labels)  # a copy: the rows may hold a read-only array
-    for i in ramps:
-        ramp = compressed.off_ramps[i]
-        ramp.input_shift.add_(drift[i].to(ramp.input_shift.device, ramp.input_shift.dtype))
+    means = _reference_means(reference, rows, pad_id) if _standardised(compressed) else None
+    return calibrate_off_ramps_on_features(compressed, feats, means, torch.tensor(rows.labels))
+
+
+@torch.no_grad()
+def calibrate_off_ramps_on_features(model: EarlyExitModel, feats: torch.Tensor, reference_means: torch.Tensor | None,
+                                    labels: torch.Tensor) -> tuple[dict[str, int], torch.Tensor]:
+    """:func:`calibrate_off_ramps` on off-ramp inputs ``feats`` ``[layers, rows, hidden]`` that a
+    datapath computed (a deployable's, say), against ``reference_means`` ``[layers, hidden]`` (the
+    reference datapath's mean inputs on the same rows; None: no standardised off-ramp)."""
+    done = {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
+    feats = feats.to(model_device(model), torch.float32)
+    for i in _standardised(model):
+        ramp = model.off_ramps[i]
+        drift = feats[i].double().mean(0).cpu() - reference_means[i]
+        ramp.input_shift.add_(drift.to(ramp.input_shift.device, ramp.input_shift.dtype))
         done["recentred_off_ramps"] += 1
-        if compressed.num_labels == 1:
+        if model.num_labels == 1:
             continue
         logits = ramp(feats[i]).float().cpu()
         loss = {k: float(F.cross_entropy(logits / 2.0**k, labels.long())) for k in TEMPERATURE_EXPONENTS}
@@ -65,7 +76,12 @@ def calibrate_off_ramps(reference: EarlyExitModel, compressed: EarlyExitModel, r
             ramp.classifier.weight.mul_(2.0**-k)
             ramp.classifier.bias.mul_(2.0**-k)
             done["tempered_off_ramps"] += 1
-    return done
+    return done, torch.stack([ramp(f).float().cpu() for ramp, f in zip(model.off_ramps, feats)])
+
+
+def _standardised(model: EarlyExitModel) -> list[int]:
+    """The earlier off-ramps whose input stage 2 standardised."""
+    return [i for i, ramp in enumerate(model.off_ramps[:-1]) if not torch.all(ramp.input_scale == 1.0)]
 
 
 # The uncompressed model's mean inputs, once per (model, rows) and not once per trial: refreshed

@@ -25,7 +25,7 @@ from dse.compression.spec import CompressionSpec
 from dse.evaluation.context import EvalContext, load_arrays, save_arrays, trial_model
 from dse.evaluation.guards import check_knobs_active, simulated_activation_bits
 from dse.modeling.device import model_device
-from dse.modeling.early_exit import entropy
+from dse.modeling.early_exit import EarlyExitModel, entropy
 from dse.modeling.inference import dev_layer_logits
 from dse.training.trainer import CompressionTrainingConfig, training_key
 
@@ -77,11 +77,19 @@ def cached_arrays(ctx: EvalContext, name: str, compute: Callable[[], dict[str, n
     return arrays, hit
 
 
-def _compressed(ctx: EvalContext, spec: CompressionSpec):  # noqa: ANN202
+def _compressed(ctx: EvalContext, spec: CompressionSpec) -> EarlyExitModel:
     model = trial_model(ctx, spec.training)
     compressed, _ = compress(model, spec, calibration=ctx.dvfs_rows, pad_id=ctx.pad_id)
     check_knobs_active(model, compressed, spec, dev=ctx.dev, pad_id=ctx.pad_id)
     return compressed
+
+
+def _train_entropy(ctx: EvalContext, compressed: EarlyExitModel) -> np.ndarray:
+    """Off-ramp entropies ``[DVFS rows, layers]`` of ``compressed`` on the DVFS training rows:
+    from its off-ramp calibration's logits on those rows (:func:`_compressed` calibrated on them)."""
+    if compressed.calibration_logits is None:  # no DVFS rows
+        return np.zeros((0, ctx.shape.num_layers), dtype=np.float32)
+    return entropy(compressed.calibration_logits).T.numpy()
 
 
 def _partial_path(ctx: EvalContext, key: str) -> Path | None:
@@ -151,11 +159,7 @@ def design_arrays(ctx: EvalContext, spec: CompressionSpec) -> tuple[dict[str, np
             logits[:, seen] = partial["logits"]
             if len(rest):
                 logits[:, rest] = dev_layer_logits(compressed, ctx.dev.subset(rest), pad_id=ctx.pad_id).numpy()
-        if ctx.dvfs_rows is None:
-            train_entropy = np.zeros((0, logits.shape[0]), dtype=np.float32)
-        else:
-            train_entropy = entropy(dev_layer_logits(compressed, ctx.dvfs_rows, pad_id=ctx.pad_id)).T.numpy()
-        return {"logits": logits, "train_entropy": train_entropy,
+        return {"logits": logits, "train_entropy": _train_entropy(ctx, compressed),
                 "activation_bits": np.asarray(simulated_activation_bits(compressed), dtype=np.int64)}
 
     arrays, hit = cached_arrays(ctx, key, compute, DESIGN_ARRAYS)
@@ -173,11 +177,7 @@ def dvfs_train_entropy(ctx: EvalContext, spec: CompressionSpec) -> np.ndarray:
         return design_arrays(ctx, spec)[0]["train_entropy"]
     name = f"{key}-dvfs"
     if name not in ctx._memory:
-        if ctx.dvfs_rows is None:
-            ent = np.zeros((0, ctx.shape.num_layers), dtype=np.float32)
-        else:
-            ent = entropy(dev_layer_logits(_compressed(ctx, spec), ctx.dvfs_rows, pad_id=ctx.pad_id)).T.numpy()
-        ctx._memory[name] = {"train_entropy": ent}
+        ctx._memory[name] = {"train_entropy": _train_entropy(ctx, _compressed(ctx, spec))}
     return ctx._memory[name]["train_entropy"]
 
 

@@ -185,21 +185,31 @@ def test_bad_folders_are_one_line_errors(case: str, message: str, tmp_path: Path
     assert "\n" not in str(info.value)
 
 
-def test_activation_quantization_is_left_out_and_the_model_kept(compressed_bert: EarlyExitModel) -> None:
+def test_static_activation_quantization_is_traced_and_the_model_kept(compressed_bert: EarlyExitModel) -> None:
     import dataclasses
 
-    from dse.compression.apply import attach_activation_quantization
+    from dse.compression.apply import activation_format, attach_activation_quantization, calibrate_activation_biases
 
     rows = encoded(tiny_tokenizer(), texts(5))
     x = _inputs(rows.input_ids[0])
     with torch.no_grad():
         plain = compressed_bert(*x)
-    handles = attach_activation_quantization(compressed_bert, dataclasses.replace(SPEC, activation_bits=4))
-    assert handles
+    spec = dataclasses.replace(SPEC, activation_bits=4)
+    handles = attach_activation_quantization(compressed_bert, spec)  # dynamic: per-call scales
     with torch.no_grad():
-        quantized = compressed_bert(*x)
-    assert not torch.allclose(quantized, plain)  # 4-bit activations change the logits
+        dynamic = compressed_bert(*x)
+    assert not torch.allclose(dynamic, plain)  # 4-bit activations change the logits
     module = build_torchscript(compressed_bert, torch.full((3,), 0.1), int8=False)
-    assert torch.allclose(module.layer_logits(*x), plain, atol=1e-5)  # the artifact: no hooks
+    assert torch.allclose(module.layer_logits(*x), plain, atol=1e-5)  # no deployable has per-batch scales
+    for h in handles:
+        h.remove()
+    calibration = encoded(tiny_tokenizer(), texts(20, seed=7))
+    biases = calibrate_activation_biases(compressed_bert, activation_format(spec), calibration, pad_id=0)
+    attach_activation_quantization(compressed_bert, spec, biases=biases)
     with torch.no_grad():
-        assert torch.equal(compressed_bert(*x), quantized)  # the source model keeps its hooks
+        static = compressed_bert(*x)
+    assert not torch.allclose(static, plain)
+    module = build_torchscript(compressed_bert, torch.full((3,), 0.1), int8=False)
+    assert torch.allclose(module.layer_logits(*x), static, atol=1e-5)  # the chip's activations, traced
+    with torch.no_grad():
+        assert torch.equal(compressed_bert(*x), static)  # the source model keeps its hooks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import onnx
 import pytest
 import torch
 
-from dse.artifacts.onnx_export import EMBED_FILE, RUNNER_FILE, export_onnx, folder_size_mb, layer_file, quantize_onnx
+from dse.artifacts.onnx_export import (EMBED_FILE, RUNNER_FILE, export_onnx, folder_size_mb, layer_file, quantize_onnx,
+                                       quantize_onnx_calibrated)
 from dse.artifacts.onnx_runner import EarlyExitRunner, entropy_nats
 from dse.compression.apply import compress
 from dse.modeling.early_exit import EarlyExitModel, entropy, simulate_early_exit
@@ -20,10 +22,16 @@ from dse.modeling.inference import dev_layer_logits
 from tests.dse.artifacts.test_hf_export import SPEC, encoded, texts, tiny_tokenizer
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """A compressed tiny BERT (50 % pruning, 4-token spans) exported once, fp32 and int8."""
-    model, _ = compress(EarlyExitModel(tiny_backbone("bert"), num_labels=2).eval(), SPEC)
+@pytest.fixture(scope="module", params=["cls-fp32-activations", "mean-8bit-activations"])
+def deployed(request, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    """A compressed tiny BERT (50 % pruning, 4-token spans) exported once, fp32 and int8: [CLS]
+    off-ramps without activation quantization, and mean-pooled off-ramps with the static 8-bit
+    AdaptivFloat activations a trial simulates (calibrated on other rows)."""
+    pooling, bits = ("cls", 0) if request.param.startswith("cls") else ("mean", 8)
+    spec = dataclasses.replace(SPEC, activation_bits=bits)
+    model, report = compress(EarlyExitModel(tiny_backbone("bert"), num_labels=2, pooling=pooling).eval(), spec,
+                             calibration=encoded(tiny_tokenizer(), texts(40, seed=9)), pad_id=0)
+    assert report["static_activation_biases"] == (18 if bits else 0)  # 3 layers x 6 matmul inputs
     model.eval()
     rows = encoded(tiny_tokenizer(), texts(30))
     thresholds = _between_rows(model, rows)
@@ -128,3 +136,31 @@ def test_the_folder_runs_with_numpy_and_onnxruntime_alone(deployed, tmp_path: Pa
 def test_entropy_matches_the_models() -> None:
     logits = torch.randn(50, 3) * 4
     np.testing.assert_allclose(entropy_nats(logits.numpy()), entropy(logits).numpy(), atol=1e-6)
+
+
+def test_int8_off_ramps_are_calibrated_on_the_int8_graphs(tmp_path: Path) -> None:
+    """Standardised earlier off-ramps are re-centred (and tempered) on the int8 graphs' own
+    features; the encoder and the final off-ramp are the plain int8 graphs'."""
+    from tests.dse.compression.test_offramp_calibration import rows as calibration_rows
+    from tests.dse.compression.test_offramp_calibration import standardised
+
+    calibration = calibration_rows()
+    model, _ = compress(standardised(EarlyExitModel(tiny_backbone("bert"), num_labels=2).eval()),
+                        dataclasses.replace(SPEC, activation_bits=8), calibration=calibration, pad_id=0)
+    thresholds = torch.full((model.num_layers,), 0.3)
+    export_onnx(model, thresholds, tmp_path / "fp32")
+    quantize_onnx(tmp_path / "fp32", tmp_path / "plain")
+    assert quantize_onnx_calibrated(model, thresholds, tmp_path / "fp32", tmp_path / "none", None, pad_id=0) == {
+        "recentred_off_ramps": 0, "tempered_off_ramps": 0}
+    done = quantize_onnx_calibrated(model, thresholds, tmp_path / "fp32", tmp_path / "int8", calibration, pad_id=0)
+    assert done["recentred_off_ramps"] == model.num_layers - 1
+    plain, none, calibrated = (EarlyExitRunner(tmp_path / n) for n in ("plain", "none", "int8"))
+    for ids in calibration.input_ids[:10]:
+        x = _x(ids)
+        hidden = [h for h, _ in plain.layer_outputs(*x)]
+        np.testing.assert_array_equal(none.layer_logits(*x), plain.layer_logits(*x))
+        for h, (h_cal, _) in zip(hidden, calibrated.layer_outputs(*x)):
+            np.testing.assert_array_equal(h_cal, h)  # the same int8 encoder
+        got, want = calibrated.layer_logits(*x), plain.layer_logits(*x)
+        np.testing.assert_array_equal(got[-1], want[-1])  # the final off-ramp is left alone
+        assert not np.allclose(got[:-1], want[:-1])

@@ -25,6 +25,7 @@ from dse.compression.adaptivfloat import (
     encode,
     exponent_bias,
     quantize,
+    quantize_in_float_ops,
     quantize_model_weights_,
     representable_range,
 )
@@ -428,6 +429,30 @@ def test_format_grid(fmt: AdaptivFloatFormat) -> None:
     assert mags <= codebook(fmt, bias)
     assert len(mags) <= 2 ** (fmt.total_bits - 1)
     assert torch.equal(quantize(q, fmt), q)
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=lambda f: f"{f.variant}-{f.total_bits}-{f.exp_bits}")
+def test_float_ops_version_is_bit_identical(fmt: AdaptivFloatFormat) -> None:
+    """The exportable version agrees with the bit-level one on every code, every midpoint between
+    neighbouring codes (ties), one float32 ulp either side of both, the flush and saturation
+    boundaries, and random values: signs and zeros included."""
+    bias = exponent_bias(torch.tensor([5.0]), fmt)
+    v_min, v_max = representable_range(fmt, bias)
+    codes = sorted(codebook(fmt, bias))
+    points = torch.tensor(codes + [(a + b) / 2 for a, b in zip(codes, codes[1:])]
+                          + [v_min / 2, v_min / 4, v_max * 1.5, 2 * v_max, 1e-30], dtype=F32)
+    points = torch.cat([points, torch.nextafter(points, torch.tensor(math.inf)),
+                        torch.nextafter(points, torch.tensor(0.0)), torch.randn(4096) * 3])
+    x = torch.cat([points, -points])
+    want, got = quantize(x, fmt, bias=bias), quantize_in_float_ops(x, fmt, bias=bias)
+    assert torch.equal(got, want) and torch.equal(torch.signbit(got), torch.signbit(want))
+
+
+def test_float_ops_version_refuses_what_float32_cannot_hold() -> None:
+    with pytest.raises(TypeError, match="float32"):
+        quantize_in_float_ops(torch.ones(3, dtype=torch.float64), P8_3, bias=-7)
+    with pytest.raises(ValueError, match="float32's normal range"):
+        quantize_in_float_ops(torch.ones(3), P8_3, bias=-130)
 
 
 @pytest.mark.parametrize("variant,exp_bits", [("paper2020", 3), ("paper2020", 4), ("ref2022", 3), ("ref2022", 4)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ from dse.compression.offramp_calibration import TEMPERATURE_EXPONENTS
 from dse.compression.spec import CompressionSpec
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
-from dse.modeling.inference import layer_features
+from dse.modeling.inference import dev_layer_logits, layer_features
 from dse.training.prepare import standardize_off_ramps
 from tests.conftest import tiny_backbone
 
@@ -80,6 +81,16 @@ def test_an_overconfident_off_ramp_is_tempered_to_the_best_power_of_two(tiny_mod
     labels = torch.as_tensor(calibration.labels)
     loss = {j: float(F.cross_entropy(before / 2.0**j, labels)) for j in TEMPERATURE_EXPONENTS}
     assert min(loss, key=loss.__getitem__) == k  # the best power of two on the calibration rows
+
+
+def test_the_calibration_logits_are_the_calibrated_models_own(tiny_model) -> None:  # noqa: ANN001
+    """A design's DVFS entropies come from these logits instead of another pass over the rows."""
+    calibration = rows()
+    for model in (standardised(copy.deepcopy(tiny_model)), tiny_model):  # with and without off-ramps to calibrate
+        calibrated, _ = compress(model, SPEC, calibration=calibration, pad_id=0)
+        torch.testing.assert_close(calibrated.calibration_logits, dev_layer_logits(calibrated, calibration, pad_id=0),
+                                   rtol=0, atol=1e-5)
+    assert compress(tiny_model, SPEC)[0].calibration_logits is None
 
 
 def test_off_ramps_that_are_not_standardised_are_left_alone(tiny_model) -> None:  # noqa: ANN001
