@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/dse study run search_spaces/sst2_minilm.yaml
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # A fresh resolution of pyproject.toml's ranges in a throwaway venv, frozen to exact versions.
 # Commit the refreshed lock on its own, then re-measure what the README's figures depend on.
