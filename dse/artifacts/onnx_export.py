@@ -28,7 +28,7 @@ from torch import nn
 
 from dse.artifacts import onnx_runner
 from dse.compression.apply import traceable_activation_quantization
-from dse.compression.offramp_calibration import calibrate_off_ramps_on_features
+from dse.compression.offramp_calibration import calibrate_off_ramps_on_features, standardised_off_ramps
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import layer_features
@@ -166,7 +166,8 @@ def quantize_onnx(src: Path, dst: Path) -> Path:
 
 @torch.no_grad()
 def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, src: Path, dst: Path,
-                             rows: EncodedSet | None, *, pad_id: int, label_names: list[str] | None = None) -> dict[str, int]:
+                             rows: EncodedSet | None, *, pad_id: int,
+                             label_names: list[str] | None = None) -> dict[str, int]:
     """:func:`quantize_onnx` of ``src`` (``model``'s fp32 graphs) into ``dst``, with ``model``'s
     standardised earlier off-ramps calibrated for the int8 graphs on ``rows`` (a design's DVFS
     training rows): what the trial's calibration did for the chip's datapath
@@ -175,7 +176,7 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
     off-ramps' inputs come from the int8 graphs themselves; their mean is compared with the
     fp32 model's on the same rows. Returns how many off-ramps each step changed."""
     quantize_onnx(src, dst)
-    if rows is None or len(rows) == 0 or not any(not torch.all(r.input_scale == 1.0) for r in model.off_ramps[:-1]):
+    if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
         return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
     runner = onnx_runner.EarlyExitRunner(dst)
     feats = torch.empty(model.num_layers, len(rows), model.config.hidden_size)

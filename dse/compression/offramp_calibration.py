@@ -35,7 +35,8 @@ from dse.modeling.device import model_device
 from dse.modeling.early_exit import EarlyExitModel
 from dse.modeling.inference import layer_features
 
-__all__ = ["TEMPERATURE_EXPONENTS", "calibrate_off_ramps", "calibrate_off_ramps_on_features"]
+__all__ = ["TEMPERATURE_EXPONENTS", "calibrate_off_ramps", "calibrate_off_ramps_on_features",
+           "standardised_off_ramps"]
 
 TEMPERATURE_EXPONENTS = range(-3, 9)  # T = 2^k: from sharpening 8x to softening 256x
 
@@ -50,7 +51,7 @@ def calibrate_off_ramps(reference: EarlyExitModel, compressed: EarlyExitModel, r
     if rows is None or len(rows) == 0:
         return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}, None
     feats = layer_features(compressed, rows, pad_id)
-    means = _reference_means(reference, rows, pad_id) if _standardised(compressed) else None
+    means = _reference_means(reference, rows, pad_id) if standardised_off_ramps(compressed) else None
     return calibrate_off_ramps_on_features(compressed, feats, means, torch.tensor(rows.labels))
 
 
@@ -62,7 +63,7 @@ def calibrate_off_ramps_on_features(model: EarlyExitModel, feats: torch.Tensor, 
     reference datapath's mean inputs on the same rows; None: no standardised off-ramp)."""
     done = {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
     feats = feats.to(model_device(model), torch.float32)
-    for i in _standardised(model):
+    for i in standardised_off_ramps(model):
         ramp = model.off_ramps[i]
         drift = feats[i].double().mean(0).cpu() - reference_means[i]
         ramp.input_shift.add_(drift.to(ramp.input_shift.device, ramp.input_shift.dtype))
@@ -79,7 +80,7 @@ def calibrate_off_ramps_on_features(model: EarlyExitModel, feats: torch.Tensor, 
     return done, torch.stack([ramp(f).float().cpu() for ramp, f in zip(model.off_ramps, feats)])
 
 
-def _standardised(model: EarlyExitModel) -> list[int]:
+def standardised_off_ramps(model: EarlyExitModel) -> list[int]:
     """The earlier off-ramps whose input stage 2 standardised."""
     return [i for i, ramp in enumerate(model.off_ramps[:-1]) if not torch.all(ramp.input_scale == 1.0)]
 
