@@ -361,9 +361,9 @@ def quantize_in_float_ops(x: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int
     (abs, log2, floor, pow, round, clamp, where) so that a graph exporter can trace it: ONNX has
     no bit view of a float. Same values as :func:`quantize` (tested bit for bit); no gradient.
 
-    The mantissa is rounded on the grid ``2^(e - m)`` of each value's binade ``e``: a power of
-    two, so the division and the product are exact. ``floor(log2 |x|)`` is corrected by one
-    where ``log2`` rounded across a power of two, by exact comparisons with ``2^e``.
+    The mantissa is rounded on the grid ``2^(e - m)`` of each value's binade ``2^e``: a power of
+    two, so the division and the product are exact. ``2^floor(log2 |x|)`` is corrected by a
+    factor of two where ``log2`` rounded across a power of two, by exact comparisons.
     """
     fmt = _check_format(fmt)
     bias = _check_bias(bias, fmt)
@@ -378,9 +378,9 @@ def quantize_in_float_ops(x: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int
     # Below v_min/4 everything flushes and above 2^(hi+1) everything saturates: clamping first
     # keeps every grid step a normal float32.
     ac = a.clamp(min=math.ldexp(1.0, lo - 2), max=math.ldexp(1.0, hi + 1))
-    e = torch.floor(torch.log2(ac))
-    e = e + (ac >= torch.pow(2.0, e + 1.0)).float() - (ac < torch.pow(2.0, e)).float()
-    step = torch.pow(2.0, e - float(fmt.mantissa_bits))
+    binade = torch.pow(2.0, torch.floor(torch.log2(ac)))  # one Pow: the costly op in onnxruntime
+    binade = torch.where(ac >= 2.0 * binade, 2.0 * binade, torch.where(ac < binade, 0.5 * binade, binade))
+    step = binade * 2.0**-fmt.mantissa_bits
     units = torch.floor(ac / step) if fmt.variant == "edgebert_hw" else torch.round(ac / step)  # half to even
     q = (units * step).clamp(min=v_min, max=v_max)
     return torch.where(a < flush_below, torch.zeros_like(q), q * torch.sign(x))
