@@ -198,6 +198,12 @@ def representable_range(fmt: AdaptivFloatFormat, bias: int) -> tuple[float, floa
     return math.ldexp(1.0 + 2.0**-m, lo), v_max
 
 
+def _flush_below(fmt: AdaptivFloatFormat, v_min: float) -> float:
+    """Magnitudes below this become 0: reserved-zero variants flush below v_min/2 (and round
+    [v_min/2, v_min) up to v_min); ref2022 flushes everything below v_min."""
+    return v_min / 2.0 if fmt.variant != "ref2022" else v_min
+
+
 def _round_mantissa(a: torch.Tensor, mantissa_bits: int, *, truncate: bool) -> torch.Tensor:
     """Round non-negative finite float32/float64 values to ``mantissa_bits`` mantissa bits.
 
@@ -255,9 +261,7 @@ def _quantize_impl(x: torch.Tensor, fmt: AdaptivFloatFormat, bias: int | None) -
     # below the flush threshold is zeroed afterwards, so the lower clamp is harmless there.
     q.clamp_(min=v_min, max=v_max)
     q.copysign_(xw)
-    # Reserved-zero variants flush below v_min/2; ref2022 flushes everything below v_min.
-    flush_below = v_min / 2.0 if fmt.variant != "ref2022" else v_min
-    q.masked_fill_(a < flush_below, 0.0)  # after copysign so flushed values are +0.0
+    q.masked_fill_(a < _flush_below(fmt, v_min), 0.0)  # after copysign so flushed values are +0.0
     return q.to(x.dtype)
 
 
@@ -373,7 +377,7 @@ def quantize_in_float_ops(x: torch.Tensor, fmt: AdaptivFloatFormat, *, bias: int
     if lo - 3 < -126 or hi + 2 > 127:
         raise ValueError(f"bias {bias} puts the exponent window 2^{lo}..2^{hi} outside float32's normal range")
     v_min, v_max = representable_range(fmt, bias)
-    flush_below = v_min / 2.0 if fmt.variant != "ref2022" else v_min
+    flush_below = _flush_below(fmt, v_min)
     a = x.abs()
     # Below v_min/4 everything flushes and above 2^(hi+1) everything saturates: clamping first
     # keeps every grid step a normal float32.
