@@ -33,8 +33,8 @@ from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import layer_features
 
-__all__ = ["EMBED_FILE", "RUNNER_FILE", "export_onnx", "folder_size_mb", "layer_file", "quantize_onnx",
-           "quantize_onnx_calibrated"]
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_off_ramps_for_graphs", "export_onnx", "folder_size_mb", "layer_file",
+           "quantize_onnx", "quantize_onnx_calibrated"]
 
 EMBED_FILE = "embed.onnx"
 RUNNER_FILE = "early_exit_runner.py"
@@ -170,17 +170,31 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
                              label_names: list[str] | None = None) -> dict[str, int]:
     """:func:`quantize_onnx` of ``src`` (``model``'s fp32 graphs) into ``dst``, with ``model``'s
     standardised earlier off-ramps calibrated for the int8 graphs on ``rows`` (a design's DVFS
-    training rows): what the trial's calibration did for the chip's datapath
-    (:mod:`dse.compression.offramp_calibration`), done again for onnxruntime's int8 one, whose
-    per-call activation scales move the early layers' features by more than their spread. The
-    off-ramps' inputs come from the int8 graphs themselves; their mean is compared with the
-    fp32 model's on the same rows. Returns how many off-ramps each step changed."""
+    training rows; :func:`calibrate_off_ramps_for_graphs`). Returns how many off-ramps each step
+    changed."""
     quantize_onnx(src, dst)
     if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
         return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    runner = onnx_runner.EarlyExitRunner(dst)
+    calibrated, done = calibrate_off_ramps_for_graphs(model, dst, rows, pad_id=pad_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not _replace_off_ramp_tensors(src, Path(tmp), model, calibrated):
+            export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
+        quantize_onnx(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
+    return done
+
+
+@torch.no_grad()
+def calibrate_off_ramps_for_graphs(model: EarlyExitModel, folder: Path, rows: EncodedSet, *,
+                                   pad_id: int) -> tuple[EarlyExitModel, dict[str, int]]:
+    """A copy of ``model`` whose standardised earlier off-ramps are re-centred and tempered on the
+    features that the graphs in ``folder`` (its int8 graphs, say) compute on ``rows``, one sentence
+    at a time as deployed: what the trial's calibration did for the chip's datapath
+    (:mod:`dse.compression.offramp_calibration`), done for onnxruntime's int8 one, whose per-call
+    activation scales move the early layers' features by more than their spread. Their mean is
+    compared with ``model``'s own on the same rows."""
+    runner = onnx_runner.EarlyExitRunner(folder)
     feats = torch.empty(model.num_layers, len(rows), model.config.hidden_size)
-    for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):  # one sentence at a time, as deployed
+    for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):
         x = np.asarray([ids], dtype=np.int64)
         mask = np.ones_like(x)
         for i, (h, _) in enumerate(runner.layer_outputs(x, mask, np.asarray([types], dtype=np.int64))):
@@ -188,10 +202,38 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
     reference = layer_features(model, rows, pad_id).double().mean(1).cpu()
     calibrated = copy.deepcopy(model).eval()
     done, _ = calibrate_off_ramps_on_features(calibrated, feats, reference, torch.tensor(rows.labels))
-    with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
-        quantize_onnx(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
-    return done
+    return calibrated, done
+
+
+def _replace_off_ramp_tensors(src: Path, dst: Path, model: EarlyExitModel, calibrated: EarlyExitModel) -> bool:
+    """Write into ``dst`` the fp32 graphs of ``src`` (exported from ``model``) with the tensors that
+    off-ramp calibration changes replaced by ``calibrated``'s, by initializer name: the graphs
+    :func:`export_onnx` would write for ``calibrated``, without exporting again (the exporter is
+    most of a deploy's time). False where a graph does not hold every such tensor under its own
+    name with ``model``'s value, alone (the exporter's optimizer may merge equal tensors): the
+    caller then exports."""
+    names = ("input_shift", "classifier.weight", "classifier.bias")  # what calibrate_off_ramps_on_features changes
+    dst.mkdir(parents=True, exist_ok=True)
+    changed = standardised_off_ramps(model)  # the calibration leaves the others alone
+    for index in range(model.num_layers):
+        if index not in changed:
+            shutil.copyfile(src / layer_file(index), dst / layer_file(index))
+            continue
+        proto = onnx.load(str(src / layer_file(index)))
+        inits = {t.name: t for t in proto.graph.initializer}
+        ramp, new = model.off_ramps[index].state_dict(), calibrated.off_ramps[index].state_dict()
+        others = [t for n, t in _Stage(model, index, model.spans[index]).state_dict().items()
+                  if not n.startswith("ramp.")]
+        for name in names:
+            init, old = inits.get(f"ramp.{name}"), ramp[name].cpu()
+            if (init is None or not np.array_equal(onnx.numpy_helper.to_array(init), old.numpy())
+                    or any(t.shape == old.shape and torch.equal(t.cpu(), old) for t in others)):
+                return False
+            init.CopyFrom(onnx.numpy_helper.from_array(new[name].cpu().numpy(), init.name))
+        onnx.save(proto, str(dst / layer_file(index)))
+    for name in (EMBED_FILE, onnx_runner.MANIFEST_FILE, RUNNER_FILE):
+        shutil.copyfile(src / name, dst / name)
+    return True
 
 
 def folder_size_mb(folder: Path) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import onnx
 import pytest
 import torch
 
-from dse.artifacts.onnx_export import (EMBED_FILE, RUNNER_FILE, export_onnx, folder_size_mb, layer_file, quantize_onnx,
-                                       quantize_onnx_calibrated)
+from dse.artifacts.onnx_export import (EMBED_FILE, RUNNER_FILE, _replace_off_ramp_tensors,
+                                       calibrate_off_ramps_for_graphs, export_onnx, folder_size_mb, layer_file,
+                                       quantize_onnx, quantize_onnx_calibrated)
 from dse.artifacts.onnx_runner import EarlyExitRunner, entropy_nats
 from dse.compression.apply import compress
 from dse.modeling.early_exit import EarlyExitModel, entropy, simulate_early_exit
@@ -164,3 +166,14 @@ def test_int8_off_ramps_are_calibrated_on_the_int8_graphs(tmp_path: Path) -> Non
         got, want = calibrated.layer_logits(*x), plain.layer_logits(*x)
         np.testing.assert_array_equal(got[-1], want[-1])  # the final off-ramp is left alone
         assert not np.allclose(got[:-1], want[:-1])
+    # the fp32 graphs' off-ramp tensors were replaced in place: what exporting the calibrated model gives
+    calibrated_model, again = calibrate_off_ramps_for_graphs(model, tmp_path / "plain", calibration, pad_id=0)
+    assert again == done
+    assert _replace_off_ramp_tensors(tmp_path / "fp32", tmp_path / "replaced", model, calibrated_model)
+    other = copy.deepcopy(model)  # graphs that do not hold this model's tensors: the caller exports instead
+    other.off_ramps[0].input_shift.add_(1.0)
+    assert not _replace_off_ramp_tensors(tmp_path / "fp32", tmp_path / "refused", other, calibrated_model)
+    export_onnx(calibrated_model, thresholds, tmp_path / "exported")
+    exported = EarlyExitRunner(quantize_onnx(tmp_path / "exported", tmp_path / "exported_int8"))
+    for ids in calibration.input_ids[:10]:
+        np.testing.assert_array_equal(calibrated.layer_logits(*_x(ids)), exported.layer_logits(*_x(ids)))
