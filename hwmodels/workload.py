@@ -99,7 +99,8 @@ class ModelShape:
         if self.attention_input != "hidden" and not self.bottleneck_size:
             raise ValueError(f"ModelShape.attention_input {self.attention_input!r} needs a bottleneck_size")
         if self.embedding_projection not in ("sum", "word"):
-            raise ValueError(f"ModelShape.embedding_projection must be 'sum' or 'word', got {self.embedding_projection!r}")
+            raise ValueError("ModelShape.embedding_projection must be 'sum' or 'word', "
+                             f"got {self.embedding_projection!r}")
         if self.normalization not in ("layer_norm", "no_norm"):
             raise ValueError(f"ModelShape.normalization must be 'layer_norm' or 'no_norm', got {self.normalization!r}")
         if self.offramp_head not in ("pooler", "linear"):
@@ -223,7 +224,8 @@ class ModelShape:
     def embedding_entries(self) -> int:
         """(vocab + positions + token types) * E table entries (MobileBERT: positions and types x H)."""
         if self.embedding_projection == "word":
-            return self.vocab_size * self.embedding_size + (self.max_positions + self.type_vocab_size) * self.hidden_size
+            tables_h = self.max_positions + self.type_vocab_size
+            return self.vocab_size * self.embedding_size + tables_h * self.hidden_size
         return (self.vocab_size + self.max_positions + self.type_vocab_size) * self.embedding_size
 
     @property

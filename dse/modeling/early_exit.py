@@ -21,8 +21,8 @@ from transformers.activations import ACT2FN
 
 from dse.modeling.span import AdaptiveSpan, hard_span_bias, renormalized_probs
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "EarlyExitModel", "OffRamp", "OffRampHead", "OffRampPooling", "entropy", "load_off_ramps",
-           "pool_hidden", "simulate_early_exit"]
+__all__ = ["SUPPORTED_MODEL_TYPES", "EarlyExitModel", "OffRamp", "OffRampHead", "OffRampPooling", "entropy",
+           "load_off_ramps", "pool_hidden", "simulate_early_exit"]
 
 SUPPORTED_MODEL_TYPES = ("bert", "albert", "mobilebert")
 OffRampPooling = Literal["cls", "mean"]

@@ -108,7 +108,8 @@ def _mobilebert_base_config() -> SimpleNamespace:
 
 def test_mobilebert_base_counts() -> None:
     shape = ModelShape.from_hf_config(_mobilebert_base_config(), num_labels=2)
-    assert (shape.bottleneck_size, shape.attention_input, shape.num_feedforward_networks) == (128, "shared_bottleneck", 4)
+    assert shape.bottleneck_size == 128 and shape.num_feedforward_networks == 4
+    assert shape.attention_input == "shared_bottleneck" and shape.embedding_projection == "word"
     assert shape.head_dim == 32 and not shape.shared_layers and shape.normalization == "no_norm"
     # per layer: bottlenecks in, shared q/k and out 3 x 512*128; Q, K, O 3 x 128^2; V 512*128;
     # 4 FFNs x 2 x 128*512: 196,608 + 49,152 + 65,536 + 524,288 = 835,584
