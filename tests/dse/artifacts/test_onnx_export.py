@@ -166,14 +166,15 @@ def test_int8_off_ramps_are_calibrated_on_the_int8_graphs(tmp_path: Path) -> Non
         assert not np.allclose(got[:-1], want[:-1])
 
 
-@pytest.mark.parametrize(("pooling", "bits"), [("cls", 0), ("mean", 8)])
-def test_mobilebert_graphs_compute_what_the_model_computes(pooling: str, bits: int, tmp_path: Path) -> None:
+def test_mobilebert_graphs_compute_what_the_model_computes(tmp_path: Path) -> None:
     """MobileBERT: the trigram embedding and its projection in embed.onnx, the bottlenecks and
-    stacked FFNs in every layer graph; fp32 graphs as the model, exits as simulated, int8 runs."""
-    spec = dataclasses.replace(SPEC, activation_bits=bits)
-    model, report = compress(EarlyExitModel(tiny_backbone("mobilebert"), num_labels=2, pooling=pooling).eval(), spec,
+    stacked FFNs in every layer graph, with mean-pooled off-ramps and static 8-bit activations
+    (the demanding one of the BERT fixture's two settings; one export keeps the suite fast); fp32
+    graphs as the model, exits as simulated, int8 runs."""
+    spec = dataclasses.replace(SPEC, activation_bits=8)
+    model, report = compress(EarlyExitModel(tiny_backbone("mobilebert"), num_labels=2, pooling="mean").eval(), spec,
                              calibration=encoded(tiny_tokenizer(), texts(40, seed=9)), pad_id=0)
-    assert report["static_activation_biases"] == (33 if bits else 0)  # 3 layers x 11 matmul inputs
+    assert report["static_activation_biases"] == 33  # 3 layers x 11 matmul inputs
     model.eval()
     rows = encoded(tiny_tokenizer(), texts(20))
     thresholds = _between_rows(model, rows)
