@@ -20,7 +20,9 @@ MACs, SRAM traffic and softmax elements count exactly the kept pairs; cycles rou
 Special functions run V elements/cycle: softmax (3 passes), LayerNorm (3), GELU, residual add,
 off-ramp tanh (pooler heads) and entropy, and the token sum of a mean-pooling off-ramp (S*H adds,
 residual-add passes).  Embeddings are looked up in eNVM once per sentence (word, position and
-token-type rows, bitmask-compressed), 64*bits_per_cell bits per access.
+token-type rows, bitmask-compressed), 64*bits_per_cell bits per access.  A MobileBERT layer runs
+the matrices of ``ModelShape.encoder_matrices`` (bottlenecks, attention at width B, stacked FFNs)
+and its NoNorm, an elementwise multiply-add, takes a residual add's passes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _OVH_PJ = techdata.number("compute", "system_calibration_12nm_0v8", "overhead_pj
 _SFU_PJ = techdata.number("compute", "system_calibration_12nm_0v8", "sfu_pj_per_element_pass")
 _PASSES = {k: techdata.number("compute", "sfu_passes_per_element", k)
            for k in ("softmax", "layernorm", "gelu", "residual_add", "tanh", "entropy")}
+_NORM_PASSES = {"layer_norm": "layernorm", "no_norm": "residual_add"}
 _PE_OVERHEAD = techdata.number("compute", "operator_area", "pe_array_overhead_factor")
 _FILL_PER_V = techdata.number("accelerator", "pipeline", "fill_cycles_per_vector")
 _U_SINGLE = techdata.number("accelerator", "pipeline", "single_buffered_utilisation")
@@ -145,9 +148,9 @@ def stored_weight_bits(density, weight_bits, vector) -> np.ndarray:
 
 
 def encoder_matrices(shape: ModelShape) -> list[tuple[int, int]]:
-    """(M, N1) of one layer's prunable matrices: Q, K, V, O, FFN up, FFN down."""
-    h, f = shape.hidden_size, shape.intermediate_size
-    return [(h, h)] * 4 + [(h, f), (f, h)]
+    """(M, N1) of one layer's prunable matrices: Q, K, V, O, FFN up, FFN down (MobileBERT: with its
+    bottlenecks and stacked FFNs, see ``ModelShape.encoder_matrices``)."""
+    return shape.encoder_matrices
 
 
 def encoder_storage_bits(shape: ModelShape, fmt, density, weight_bits, vector) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +270,7 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
     e_wr_data = sram.write_energy_pj(sram_kb, 64, node)
     e_rd_mask = sram.read_energy_pj(sram_kb * _MASK_BITS_PER_BYTE / 8.0, 64, node)
     fill = _FILL_PER_V * vec
-    h, f_, e_, c_ = shape.hidden_size, shape.intermediate_size, shape.embedding_size, shape.num_labels
+    h, f_, c_ = shape.hidden_size, shape.intermediate_size, shape.num_labels
     nh, dh = shape.num_heads, shape.head_dim
     # mean keys per query of the span mask, so that S * keys = the (query, key) pairs it keeps
     keys = kept_pairs(s, _col(d.attention_span)) / s
@@ -315,19 +318,20 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
 
     full = s.shape
     layer = _Accumulator(full)
-    for _ in range(4):  # Q, K, V, attention-output projections
-        add_matmul(layer, s, h, h, kind="sparse")
+    for m, n1 in shape.attention_matrices:  # Q, K, V, attention output (MobileBERT: bottlenecks first)
+        add_matmul(layer, s, m, n1, kind="sparse")
     add_matmul(layer, s, dh, keys, count=nh, kind="act")   # Q K^T per head
     add_matmul(layer, s, keys, dh, count=nh, kind="act")   # A V per head
-    add_matmul(layer, s, h, f_, kind="sparse")             # FFN up
-    add_matmul(layer, s, f_, h, kind="sparse")             # FFN down
+    for m, n1 in shape.ffn_matrices:  # FFN up, FFN down (MobileBERT: every stacked FFN, output bottleneck)
+        add_matmul(layer, s, m, n1, kind="sparse")
     if shape.has_offramp_pooler:
         add_matmul(layer, 1.0, h, h, kind="dense")         # off-ramp pooler on the pooled vector
     add_matmul(layer, 1.0, h, c_, kind="dense")            # off-ramp classifier
     add_sfu(layer, nh * s * keys, _PASSES["softmax"])
-    add_sfu(layer, 2.0 * s * h, _PASSES["layernorm"])
-    add_sfu(layer, s * f_, _PASSES["gelu"])
-    add_sfu(layer, 2.0 * s * h, _PASSES["residual_add"])
+    # MobileBERT's NoNorm is an elementwise multiply-add: charged as a residual add's one pass
+    add_sfu(layer, s * float(shape.norm_elements_per_token), _PASSES[_NORM_PASSES[shape.normalization]])
+    add_sfu(layer, s * float(f_ * shape.num_feedforward_networks), _PASSES["gelu"])  # (ReLU charged alike)
+    add_sfu(layer, s * float(shape.residual_elements_per_token), _PASSES["residual_add"])
     if shape.has_offramp_pooler:
         add_sfu(layer, float(h), _PASSES["tanh"])
     if shape.offramp_pooling == "mean":
@@ -335,17 +339,19 @@ def stage_costs(shape: ModelShape, d: DesignBatch, st: DesignStatic, tokens: np.
     add_sfu(layer, float(c_), _PASSES["entropy"])
 
     pro = _Accumulator(full)
-    add_sfu(pro, 2.0 * s * e_, _PASSES["residual_add"])   # word + position + type sum
-    add_sfu(pro, s * e_, _PASSES["layernorm"])
+    e_sum = shape.embedding_sum_size  # E (ALBERT: summed, then projected), H (MobileBERT: projected first)
+    add_sfu(pro, 2.0 * s * e_sum, _PASSES["residual_add"])   # word + position + type sum
+    add_sfu(pro, s * e_sum, _PASSES[_NORM_PASSES[shape.normalization]])
     if shape.has_embedding_projection:
-        add_matmul(pro, s, e_, h, kind="dense")
+        add_matmul(pro, s, shape.projection_input_size, h, kind="dense")
 
-    # eNVM embedding lookups: 3 rows of E entries per token, bitmask-compressed
-    row_bits = e_ * (_col(d.embedding_density) * n_w + 1.0)
-    envm_accesses = 3.0 * s * ceil_div(row_bits, st.envm_bits_per_access)
+    # eNVM embedding lookups: 3 rows per token (E entries each; MobileBERT: E, H, H), bitmask-compressed
+    envm_accesses = sum(rows * s * ceil_div(width * (_col(d.embedding_density) * n_w + 1.0), st.envm_bits_per_access)
+                        for rows, width in shape.embedding_row_widths)
     envm_pj = envm_accesses * st.envm_read_pj_per_access
     envm_ns = envm_accesses * st.envm_read_latency_ns / _ENVM_BANKS
-    pro_sram_extra = 3.0 * s * e_ * n_a / 64.0 * e_wr_data  # looked-up rows land in the buffer
+    pro_sram_extra = sum(float(rows) * s * width for rows, width in shape.embedding_row_widths) \
+        * n_a / 64.0 * e_wr_data  # looked-up rows land in the buffer
 
     def finish(acc: _Accumulator, envm_pj_, envm_ns_, extra_sram) -> StageCost:
         sfu_sram = acc.sfu_sram_elems * n_a / 64.0 * (e_rd_data + e_wr_data)

@@ -16,7 +16,7 @@ lowest grid voltage (0.50..0.80 V, 25 mV) whose predicted latency, using the pre
 layer l^, meets the target including T_switch, clamped up to the minimum-energy voltage; if none
 meets, V* = 0.80 V and the sentence is marked as missing its target.  The target is a fixed
 deadline per sentence (as EdgeBERT's), not a mean.  T_pro is the eNVM embedding fetch, embedding sum/LayerNorm and
-(ALBERT) E->H projection.  T_eNVM is counted while a non-volatile store is read; a volatile (SRAM)
+(ALBERT E->H, MobileBERT 3E->H) projection.  T_eNVM is counted while a non-volatile store is read; a volatile (SRAM)
 store leaks for the whole sentence; with weight_store=envm the array is also read (and leaks) while
 each layer's weights are read.
 """

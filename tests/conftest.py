@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-weight BERT/ALBERT models for fast unit tests, and the fine-tune
+"""Shared fixtures: tiny random-weight BERT/ALBERT/MobileBERT models for fast unit tests, and the fine-tune
 cache the real-model (integration) tests share."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel
+from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel, MobileBertConfig, MobileBertModel
 
 from dse.modeling.early_exit import EarlyExitModel
 
@@ -19,12 +19,21 @@ def tiny_backbone(kind: str):  # noqa: ANN201
         cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                          intermediate_size=64, max_position_embeddings=64)
         return BertModel(cfg)
+    if kind == "mobilebert":
+        # the released layout (bottlenecks, shared q/k bottleneck, NoNorm, trigram embeddings,
+        # stacked FFNs, no pooler dense: classifier_activation=False), every width tiny. NoNorm
+        # does not rescale: with the default 0.02 init every off-ramp is uniform, 0.15 spreads them.
+        cfg = MobileBertConfig(vocab_size=100, embedding_size=16, hidden_size=32, intra_bottleneck_size=16,
+                               num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+                               num_feedforward_networks=2, max_position_embeddings=64, hidden_dropout_prob=0.1,
+                               initializer_range=0.15, classifier_activation=False)
+        return MobileBertModel(cfg)
     cfg = AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=4,
                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
     return AlbertModel(cfg)
 
 
-@pytest.fixture(params=["bert", "albert"])
+@pytest.fixture(params=["bert", "albert", "mobilebert"])
 def tiny_model(request) -> EarlyExitModel:  # noqa: ANN001
     model = EarlyExitModel(tiny_backbone(request.param), num_labels=2)
     model.eval()

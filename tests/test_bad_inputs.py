@@ -439,7 +439,7 @@ EXPECTED: dict[str, str] = {
     "trace-profile-unknown-envm-cell": "{world}/trace-files/p.yaml: envm_cell: unknown eNVM cell 'flash'",
     "trace-profile-fit-fraction": "{world}/trace-files/p.yaml: fit_fraction: Input should be less than 1",
     "trace-model-config-binary": "cannot load model config from '{world}/trace-files/config.json'",
-    "trace-model-not-bert": "{world}/trace-files/config.json: model type 'gpt2' is not BERT or ALBERT",
+    "trace-model-not-bert": "{world}/trace-files/config.json: model type 'gpt2' is not BERT, ALBERT or MobileBERT",
     "pareto-plots-not-writable": "cannot write the study outputs into {world}/results/plots-blocked/plots",
     "report-plots-not-writable": "cannot write the report into {world}/results/plots-blocked-2/plots",
     "export-into-a-non-empty-folder": "{world}/glue is not empty and not an export of trial 0",

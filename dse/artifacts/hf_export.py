@@ -237,6 +237,8 @@ def _sequence_classifier(model: EarlyExitModel, label_names: tuple[str, ...] | l
     if label_names:
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
+    if config.model_type == "mobilebert":  # its pooler has a Linear + tanh only with classifier_activation
+        config.classifier_activation = True
     head = AutoModelForSequenceClassification.from_config(config).eval()
     base = head.base_model
     pooler = getattr(base, "pooler", None)

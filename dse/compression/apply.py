@@ -24,9 +24,12 @@ __all__ = ["activation_format", "attach_activation_quantization", "calibrate_act
 
 
 def encoder_linears(model: EarlyExitModel) -> dict[str, nn.Linear]:
-    """The matmul weights EdgeBERT masks: Q, K, V, attention output and both FFN matrices."""
+    """The matmul weights EdgeBERT masks: Q, K, V, attention output and both FFN matrices; for
+    MobileBERT also its bottlenecks (input, shared q/k, output) and every stacked FFN's two
+    matrices. The embedding projections (ALBERT's, MobileBERT's trigram one) are not encoder weights."""
     names = ("query", "key", "value", "attention.output.dense", "intermediate.dense",
-             "output.dense", "attention.dense", "ffn", "ffn_output")
+             "output.dense", "attention.dense", "ffn", "ffn_output",
+             "bottleneck.input.dense", "bottleneck.attention.dense", "output.bottleneck.dense")
     return {
         n: m for n, m in model.backbone.encoder.named_modules()
         if isinstance(m, nn.Linear) and n.endswith(names) and "embedding_hidden" not in n

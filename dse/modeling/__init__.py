@@ -1,4 +1,4 @@
-"""The early-exit model: BERT/ALBERT with an off-ramp after every layer, and running it.
+"""The early-exit model: BERT/ALBERT/MobileBERT with an off-ramp after every layer, and running it.
 
 Owns the model and its layer loop with attention-span masks (:mod:`~dse.modeling.early_exit`,
 :mod:`~dse.modeling.span`), loading backbones and tokenizers (:mod:`~dse.modeling.loading`),

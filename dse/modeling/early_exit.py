@@ -1,4 +1,4 @@
-"""BERT/ALBERT encoder with one entropy off-ramp per layer (DeeBERT/EdgeBERT style).
+"""BERT/ALBERT/MobileBERT encoder with one entropy off-ramp per layer (DeeBERT/EdgeBERT style).
 
 The encoder runs through our own functional layer loop over the Hugging Face submodules, so
 that we control early exit (stop computing at the exit layer, any batch size), the hard
@@ -21,9 +21,10 @@ from transformers.activations import ACT2FN
 
 from dse.modeling.span import AdaptiveSpan, hard_span_bias, renormalized_probs
 
-__all__ = ["EarlyExitModel", "OffRamp", "OffRampHead", "OffRampPooling", "entropy", "load_off_ramps",
-           "pool_hidden", "simulate_early_exit"]
+__all__ = ["SUPPORTED_MODEL_TYPES", "EarlyExitModel", "OffRamp", "OffRampHead", "OffRampPooling", "entropy",
+           "load_off_ramps", "pool_hidden", "simulate_early_exit"]
 
+SUPPORTED_MODEL_TYPES = ("bert", "albert", "mobilebert")
 OffRampPooling = Literal["cls", "mean"]
 OffRampHead = Literal["pooler", "linear"]
 
@@ -118,7 +119,7 @@ def load_off_ramps(ramps: nn.ModuleList, state: dict[str, torch.Tensor]) -> None
 
 
 class EarlyExitModel(nn.Module):
-    """An HF ``BertModel``/``AlbertModel`` backbone plus one off-ramp after every layer.
+    """An HF ``BertModel``/``AlbertModel``/``MobileBertModel`` backbone plus one off-ramp after every layer.
 
     The off-ramp after the last layer is the model's final classifier. Every off-ramp reads the
     ``pooling`` of its layer's output (``cls``: the [CLS] vector, EdgeBERT; ``mean``: the mean
@@ -130,8 +131,8 @@ class EarlyExitModel(nn.Module):
     does, so results never depend on padding or batch size.
 
     ``adaptive_spans`` (empty unless :meth:`attach_adaptive_spans` was called) holds one
-    learnable :class:`AdaptiveSpan` per attention module — one per layer for BERT, one per
-    shared attention for ALBERT. In training mode its soft mask multiplies the attention
+    learnable :class:`AdaptiveSpan` per attention module — one per layer for BERT and MobileBERT,
+    one per shared attention for ALBERT. In training mode its soft mask multiplies the attention
     probabilities after softmax; in eval mode its hard span (combined with ``spans`` by
     minimum) masks the scores. :meth:`bake_adaptive_spans` writes the learned hard spans into
     ``spans`` and drops the modules.
@@ -141,8 +142,8 @@ class EarlyExitModel(nn.Module):
                  head: OffRampHead = "pooler") -> None:
         super().__init__()
         config = backbone.config
-        if config.model_type not in ("bert", "albert"):
-            raise ValueError(f"unsupported model type {config.model_type!r} (bert or albert)")
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"unsupported model type {config.model_type!r} (bert, albert or mobilebert)")
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown off-ramp pooling {pooling!r} (cls or mean)")
         self.pooling: OffRampPooling = pooling
@@ -155,10 +156,12 @@ class EarlyExitModel(nn.Module):
         self.off_ramps = nn.ModuleList(
             OffRamp(hidden, num_labels, config.hidden_dropout_prob, head) for _ in range(self.num_layers)
         )
+        # EdgeBERT copies the pretrained pooler into each off-ramp (BERT: pooler.dense; ALBERT: the
+        # pooler is the Linear; MobileBERT with classifier_activation=False has none to copy)
         pooler = getattr(backbone, "pooler", None)
+        dense = getattr(pooler, "dense", pooler)
         for ramp in self.off_ramps:
-            if isinstance(pooler, nn.Module) and ramp.pooler is not None:  # EdgeBERT copies the pretrained pooler into each
-                dense = pooler.dense if hasattr(pooler, "dense") else pooler
+            if isinstance(dense, nn.Linear) and ramp.pooler is not None:
                 ramp.pooler.load_state_dict(dense.state_dict())
         self.register_buffer(
             "spans", torch.full((self.num_layers, self.num_heads), math.inf), persistent=False
@@ -181,14 +184,14 @@ class EarlyExitModel(nn.Module):
     def _layer_modules(self, index: int) -> list[nn.Module]:
         """The module(s) computing encoder layer ``index`` (ALBERT: shared group layers)."""
         enc = self.backbone.encoder
-        if self.config.model_type == "bert":
+        if self.config.model_type != "albert":
             return [enc.layer[index]]
         group = int(index / (self.num_layers / self.config.num_hidden_groups))
         return list(enc.albert_layer_groups[group].albert_layers)
 
     def _attention_names(self, index: int) -> list[str]:
         """Backbone names of the attention module(s) of layer ``index``, parallel to ``_layer_modules``."""
-        if self.config.model_type == "bert":
+        if self.config.model_type != "albert":
             return [f"encoder.layer.{index}.attention.self"]
         group = int(index / (self.num_layers / self.config.num_hidden_groups))
         return [f"encoder.albert_layer_groups.{group}.albert_layers.{j}.attention"
@@ -224,11 +227,14 @@ class EarlyExitModel(nn.Module):
         self.adaptive_spans = nn.ModuleDict()
         return self.spans.clone()
 
-    def _attention(self, q_lin, k_lin, v_lin, h, bias, dropout_p, soft_mask=None):  # noqa: ANN001
+    def _attention(self, q_lin, k_lin, v_lin, h, bias, dropout_p, soft_mask=None, *, qk_input=None):  # noqa: ANN001
+        """Multi-head attention of the layer input ``h``; ``qk_input`` (MobileBERT's shared bottleneck)
+        feeds the query and key projections instead of ``h``."""
         b, s, _ = h.shape
         shape = (b, s, self.num_heads, -1)
-        q = q_lin(h).view(shape).transpose(1, 2)
-        k = k_lin(h).view(shape).transpose(1, 2)
+        qk = h if qk_input is None else qk_input
+        q = q_lin(qk).view(shape).transpose(1, 2)
+        k = k_lin(qk).view(shape).transpose(1, 2)
         v = v_lin(h).view(shape).transpose(1, 2)
         if soft_mask is None:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
@@ -267,6 +273,8 @@ class EarlyExitModel(nn.Module):
                 a = ao.LayerNorm(F.dropout(ao.dense(ctx), hp, self.training) + h)
                 inter = self._act(mod.intermediate.dense(a))
                 h = mod.output.LayerNorm(F.dropout(mod.output.dense(inter), hp, self.training) + a)
+            elif self.config.model_type == "mobilebert":
+                h = self._run_mobilebert_layer(mod, h, bias, p, hp, soft)
             else:
                 att = mod.attention
                 ctx = self._attention(att.query, att.key, att.value, h, bias, p, soft)
@@ -274,6 +282,36 @@ class EarlyExitModel(nn.Module):
                 ffn = mod.ffn_output(self._act(mod.ffn(a)))
                 h = mod.full_layer_layer_norm(F.dropout(ffn, hp, self.training) + a)
         return h
+
+    def _run_mobilebert_layer(self, mod: nn.Module, h: torch.Tensor, bias: torch.Tensor, p: float, hp: float,
+                              soft: torch.Tensor | None) -> torch.Tensor:
+        """One ``MobileBertLayer``, as HF's forward: bottlenecks H -> B around the block, attention
+        (q/k from the shared bottleneck, v from the layer input in the released configuration), the
+        stacked FFNs, the last FFN and the output bottleneck B -> H with its residual. The norms are
+        the modules' own (``NoNorm`` or ``LayerNorm``, by ``normalization_type``)."""
+        cfg = self.config
+        sa, ao = mod.attention.self, mod.attention.output
+        if cfg.use_bottleneck:
+            layer_input = mod.bottleneck.input(h)
+            if cfg.use_bottleneck_attention:
+                ctx = self._attention(sa.query, sa.key, sa.value, layer_input, bias, p, soft)
+            elif cfg.key_query_shared_bottleneck:
+                ctx = self._attention(sa.query, sa.key, sa.value, h, bias, p, soft,
+                                      qk_input=mod.bottleneck.attention(h))
+            else:
+                ctx = self._attention(sa.query, sa.key, sa.value, h, bias, p, soft)
+            a = ao.LayerNorm(ao.dense(ctx) + layer_input)  # HF has no dropout here with bottlenecks
+        else:
+            ctx = self._attention(sa.query, sa.key, sa.value, h, bias, p, soft)
+            a = ao.LayerNorm(F.dropout(ao.dense(ctx), hp, self.training) + h)
+        for ffn in getattr(mod, "ffn", []):  # the stacked FFNs (num_feedforward_networks - 1)
+            a = ffn.output.LayerNorm(ffn.output.dense(self._act(ffn.intermediate.dense(a))) + a)
+        out = mod.output
+        y = out.dense(self._act(mod.intermediate.dense(a)))
+        if not cfg.use_bottleneck:
+            return out.LayerNorm(F.dropout(y, hp, self.training) + a)
+        y = out.LayerNorm(y + a)
+        return out.bottleneck.LayerNorm(F.dropout(out.bottleneck.dense(y), hp, self.training) + h)
 
     def hidden_states(
         self,

@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedConfig,
 from transformers.utils import logging as hf_logging
 
 from dse.errors import ModelError
+from dse.modeling.early_exit import SUPPORTED_MODEL_TYPES
 
 __all__ = ["DEFAULT_MODEL", "load_backbone", "load_model_config", "load_tokenizer", "resolve_model_source"]
 
@@ -59,10 +60,10 @@ def _load(kind: str, loader, source: str):  # noqa: ANN001, ANN202
 
 
 def load_backbone(source: str) -> PreTrainedModel:
-    """The bare encoder (``BertModel``/``AlbertModel``) of a resolved source."""
+    """The bare encoder (``BertModel``/``AlbertModel``/``MobileBertModel``) of a resolved source."""
     model = _load("model", AutoModel.from_pretrained, source)
-    if model.config.model_type not in ("bert", "albert"):
-        raise ModelError(f"{source}: model type {model.config.model_type!r} is not BERT or ALBERT")
+    if model.config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(f"{source}: model type {model.config.model_type!r} is not BERT, ALBERT or MobileBERT")
     return model
 
 
@@ -71,11 +72,12 @@ def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
 
 
 def load_model_config(name: str) -> PreTrainedConfig:
-    """The Hugging Face config of a BERT or ALBERT model: the packaged default, a folder, a hub
+    """The Hugging Face config of a BERT, ALBERT or MobileBERT model: the packaged default, a folder, a hub
     name, or a ``config.json`` file on its own (enough to cost a model's shape; no weights)."""
     path = Path(name).expanduser()
     source = str(path.resolve()) if path.is_file() else resolve_model_source(name)
     config = _load("model config", AutoConfig.from_pretrained, source)
-    if getattr(config, "model_type", None) not in ("bert", "albert"):
-        raise ModelError(f"{name}: model type {getattr(config, 'model_type', None)!r} is not BERT or ALBERT")
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(f"{name}: model type {getattr(config, 'model_type', None)!r} is not BERT, ALBERT "
+                         "or MobileBERT")
     return config

@@ -165,3 +165,37 @@ def test_area_breakdown(albert_base: ModelShape) -> None:
     assert parts["sram"] == pytest.approx(0.0374, rel=1e-2)
     assert parts["overhead"] == pytest.approx(0.3 * sum(v for k, v in parts.items() if k != "overhead"))
     assert 0.5 < float(static.area_mm2[0, 0]) < 2.0
+
+
+@pytest.fixture
+def mobilebert_base() -> ModelShape:
+    # google/mobilebert-uncased: H=512, B=128, E=128 with a trigram projection, F=512, 4 FFNs, 24 layers
+    return ModelShape(num_layers=24, hidden_size=512, intermediate_size=512, num_heads=4, embedding_size=128,
+                      vocab_size=30522, max_positions=512, type_vocab_size=2, num_labels=2, shared_layers=False,
+                      bottleneck_size=128, attention_input="shared_bottleneck", num_feedforward_networks=4,
+                      embedding_projection="word", trigram_input=True, normalization="no_norm")
+
+
+def test_mobilebert_layer_charges_the_workload_macs(mobilebert_base: ModelShape) -> None:
+    # dense (no pruning): the MAC energy is E_MAC per MAC of the layer and its pooler + classifier off-ramp
+    static, prologue, layer = _layer(mobilebert_base, 128)
+    macs = mobilebert_base.encoder_macs_per_layer(128) + mobilebert_base.offramp_weights_per_layer
+    assert layer.mac_pj[0, 0] / static.mac_pj[0, 0] == pytest.approx(macs, rel=1e-12)
+    # the prologue's only matmul is the trigram projection 3E -> H of every token
+    assert prologue.mac_pj[0, 0] / static.mac_pj[0, 0] == pytest.approx(128 * 3 * 128 * 512, rel=1e-12)
+    # storage: the 24 distinct layers' weights at 8 bits + 3/16 bias bits per value + 1 mask bit
+    # (bitmask, d = 1), the off-ramps and the projection dense at 8 bits
+    encoder = 24 * 835_584 * (8 + 3 / 16 + 1)
+    dense = (mobilebert_base.offramp_weights + 3 * 128 * 512) * 8
+    assert static.weight_storage_bytes[0, 0] == pytest.approx((encoder + dense) / 8)
+
+
+def test_mobilebert_embedding_fetch_reads_one_narrow_and_two_wide_rows(mobilebert_base: ModelShape) -> None:
+    # word row 128 entries * 9 bits = 1152 bits -> 9 MLC2 accesses; position and type rows
+    # 512 * 9 = 4608 bits -> 36 each: 81 accesses a token, 10,368 for 128 tokens
+    static, prologue, _ = _layer(mobilebert_base, 128)
+    from hwmodels import envm_cell
+    emb_bytes = (30522 * 128 + 514 * 512) * 9 / 8
+    assert static.embedding_storage_bytes[0, 0] == pytest.approx(emb_bytes)
+    arr = envm_cell("rram_mlc2").array(emb_bytes / 2 ** 20)
+    assert prologue.envm_pj[0, 0] == pytest.approx(10_368 * arr.read_energy_pj_per_access[0])

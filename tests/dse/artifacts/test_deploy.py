@@ -42,9 +42,10 @@ def _inputs(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, torch.ones_like(x), torch.zeros_like(x)
 
 
-@pytest.mark.parametrize("kind", ["bert", "albert"])
+@pytest.mark.parametrize("kind", ["bert", "albert", "mobilebert"])
 def test_fp32_artifact_matches_the_model_and_int8_stays_close(kind: str) -> None:
-    """ALBERT too: one shared layer run per position, the E -> H projection in the embedding step."""
+    """ALBERT too: one shared layer run per position, the E -> H projection in the embedding step;
+    MobileBERT: the trigram projection, bottlenecks and stacked FFNs."""
     model, _ = compress(EarlyExitModel(tiny_backbone(kind), num_labels=2).eval(), SPEC)
     rows = encoded(tiny_tokenizer(), texts(30))
     thresholds = torch.full((model.num_layers,), mid_threshold(model, rows))

@@ -177,3 +177,40 @@ def test_int8_off_ramps_are_calibrated_on_the_int8_graphs(tmp_path: Path) -> Non
     exported = EarlyExitRunner(quantize_onnx(tmp_path / "exported", tmp_path / "exported_int8"))
     for ids in calibration.input_ids[:10]:
         np.testing.assert_array_equal(calibrated.layer_logits(*_x(ids)), exported.layer_logits(*_x(ids)))
+
+
+def test_mobilebert_graphs_compute_what_the_model_computes(tmp_path: Path) -> None:
+    """MobileBERT: the trigram embedding and its projection in embed.onnx, the bottlenecks and
+    stacked FFNs in every layer graph, with mean-pooled off-ramps and static 8-bit activations
+    (the demanding one of the BERT fixture's two settings; one export keeps the suite fast); fp32
+    graphs as the model, exits as simulated, int8 runs."""
+    spec = dataclasses.replace(SPEC, activation_bits=8)
+    model, report = compress(EarlyExitModel(tiny_backbone("mobilebert"), num_labels=2, pooling="mean").eval(), spec,
+                             calibration=encoded(tiny_tokenizer(), texts(40, seed=9)), pad_id=0)
+    assert report["static_activation_biases"] == 33  # 3 layers x 11 matmul inputs
+    model.eval()
+    rows = encoded(tiny_tokenizer(), texts(20))
+    thresholds = _between_rows(model, rows)
+    export_onnx(model, thresholds, tmp_path / "fp32", label_names=["negative", "positive"])
+    quantize_onnx(tmp_path / "fp32", tmp_path / "int8")
+    runner = EarlyExitRunner(tmp_path / "fp32")
+    for ids in rows.input_ids:
+        x = _x(ids)
+        with torch.no_grad():
+            expected = model(*(torch.from_numpy(a) for a in x)).numpy()
+        np.testing.assert_allclose(runner.layer_logits(*x), expected, atol=1e-5)
+    width = max(len(r) for r in rows.input_ids)
+    ids = np.asarray([r + [0] * (width - len(r)) for r in rows.input_ids], dtype=np.int64)
+    mask = (np.arange(width)[None] < np.asarray([len(r) for r in rows.input_ids])[:, None]).astype(np.int64)
+    logits, layers = runner(ids, mask, np.zeros_like(ids))
+    with torch.no_grad():
+        per_layer = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.zeros(ids.shape, dtype=torch.long))
+    want_logits, want_layers = simulate_early_exit(per_layer, thresholds)
+    assert np.array_equal(layers, want_layers.numpy())
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-5)
+    embed_ops = {n.op_type for n in onnx.load(str(tmp_path / "int8" / EMBED_FILE)).graph.node}
+    assert "MatMulInteger" in embed_ops  # the trigram projection 3E -> H is quantized too
+    int8 = EarlyExitRunner(tmp_path / "int8")
+    for ids in rows.input_ids[:5]:
+        got = int8.layer_logits(*_x(ids))
+        assert got.shape == (model.num_layers, 1, 2) and np.isfinite(got).all()

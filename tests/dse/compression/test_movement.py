@@ -72,8 +72,9 @@ def test_masks_sit_on_the_edgebert_matrices_and_bake(tiny_model: EarlyExitModel,
     pruner = TrainingPruner(encoder_linears(tiny_model), "magnitude")
     parametrized = {n for n, m in tiny_model.named_modules() if parametrize_is(m)}
     # BERT: Q, K, V, attention output, intermediate, output in each of 3 layers; ALBERT: the
-    # 6 shared matrices once, applied by all 4 layer positions
-    expected = 18 if tiny_model.config.model_type == "bert" else 6
+    # 6 shared matrices once, applied by all 4 layer positions; MobileBERT: those 6, its 3
+    # bottlenecks and 2 per extra stacked FFN (1 here) in each of 3 layers
+    expected = {"bert": 18, "albert": 6, "mobilebert": 33}[tiny_model.config.model_type]
     assert len(pruner.modules) == len(parametrized) == expected
     assert all(".encoder." in f".{n}" for n in parametrized)
     assert not any(n.startswith(("off_ramps", "backbone.pooler", "backbone.embeddings")) for n in parametrized)

@@ -84,6 +84,20 @@ def test_the_model_option_acts(tmp_path: Path) -> None:
     assert bert["avg_exit_layer"] == albert["avg_exit_layer"]  # the same exits, another chip
 
 
+def test_a_mobilebert_config_is_costed(tmp_path: Path) -> None:
+    """A MobileBERT config.json alone is enough to cost the chip: 12 layers at a 128-wide bottleneck
+    and 512-wide off-ramps store about what ALBERT-base does, far less than BERT-base."""
+    from transformers import MobileBertConfig
+
+    path = tmp_path / "mobilebert12.json"
+    MobileBertConfig(num_hidden_layers=12).to_json_file(path)
+    albert, mobile = _run(**BASE), _run(**{**BASE, "model": str(path)})
+    bert = _run(**{**BASE, "model": _bert_config(tmp_path)})
+    assert mobile["avg_exit_layer"] == albert["avg_exit_layer"]  # the same exits, another chip
+    assert mobile["memory_mb"] < bert["memory_mb"] / 4 and mobile["memory_mb"] != albert["memory_mb"]
+    assert mobile["energy_uj"] != albert["energy_uj"]
+
+
 def test_profile_file_and_flags(tmp_path: Path) -> None:
     profile = tmp_path / "profile.yaml"
     profile.write_text(f"model: {CONFIG}\nthreshold: 0.25\nencoder_density: 0.3\n")

@@ -124,8 +124,8 @@ def _no_dropout(model: EarlyExitModel) -> EarlyExitModel:
 
 def test_adaptive_span_one_per_attention_module(tiny_model: EarlyExitModel) -> None:
     spans = tiny_model.attach_adaptive_spans(max_span_tokens=16, ramp_tokens=2, init_tokens=1.0)
-    # BERT: one attention per layer; ALBERT: the one shared attention serves all 4 layers
-    assert len(spans) == (3 if tiny_model.config.model_type == "bert" else 1)
+    # BERT, MobileBERT: one attention per layer; ALBERT: the one shared attention serves all 4 layers
+    assert len(spans) == (1 if tiny_model.config.model_type == "albert" else 3)
     assert all(s.span_fraction.shape == (tiny_model.num_heads,) for s in spans.values())
 
 
@@ -153,11 +153,11 @@ def test_adaptive_span_eval_uses_hard_mask_and_bakes(tiny_model: EarlyExitModel,
     expected = torch.stack([s.hard_spans() for s in spans.values()])
     baked = tiny_model.bake_adaptive_spans()
     assert len(tiny_model.adaptive_spans) == 0
-    if tiny_model.config.model_type == "bert":
+    if tiny_model.config.model_type != "albert":  # one attention per layer
         assert torch.equal(baked, expected)
     else:  # shared attention: every layer position gets the same spans
         assert torch.equal(baked, expected.expand(4, -1))
-    # head 0: ceil(0 + 2) - 1 = 1; head 1 (BERT layer 0): ceil(1.6 + 2) - 1 = 3
+    # head 0: ceil(0 + 2) - 1 = 1; head 1 (BERT/MobileBERT layer 0): ceil(1.6 + 2) - 1 = 3
     assert baked[0, 0].item() == 1.0 and baked[0, 1].item() == 3.0
     assert torch.allclose(tiny_model(**tiny_batch), learned, atol=1e-6)
 
@@ -168,3 +168,35 @@ def test_gradients_reach_the_span_through_the_model(tiny_model: EarlyExitModel, 
     model.final_logits(**tiny_batch).square().sum().backward()
     for s in spans.values():
         assert s.span_fraction.grad is not None and bool((s.span_fraction.grad != 0).all())
+
+
+@pytest.mark.parametrize("variant", [
+    {"use_bottleneck_attention": True},
+    {"key_query_shared_bottleneck": False, "intra_bottleneck_size": 32},  # HF needs B = H for it
+    {"use_bottleneck": False, "normalization_type": "layer_norm", "trigram_input": False, "embedding_size": 32},
+    {"num_feedforward_networks": 1},
+])
+def test_mobilebert_variants_match_huggingface(variant, tiny_batch) -> None:  # noqa: ANN001
+    """Every MobileBERT layer layout the config allows, not only the released one, runs as HF's does."""
+    from transformers import MobileBertConfig, MobileBertModel
+
+    torch.manual_seed(0)
+    cfg = MobileBertConfig(**{"vocab_size": 100, "embedding_size": 16, "hidden_size": 32, "intra_bottleneck_size": 16,
+                              "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+                              "max_position_embeddings": 64, "initializer_range": 0.15} | variant)
+    model = EarlyExitModel(MobileBertModel(cfg), num_labels=2).eval()
+    *_, ours = model.hidden_states(**tiny_batch)
+    theirs = model.backbone(**tiny_batch).last_hidden_state
+    valid = tiny_batch["attention_mask"].bool()
+    assert torch.allclose(ours[valid], theirs[valid], atol=1e-5)
+
+
+def test_mobilebert_layer_runs_its_stacked_ffns(tiny_batch) -> None:  # noqa: ANN001
+    """The loop really goes through MobileBERT's extra FFNs: changing one changes the output."""
+    from tests.conftest import tiny_backbone
+
+    model = EarlyExitModel(tiny_backbone("mobilebert"), num_labels=2).eval()
+    base = model(**tiny_batch)
+    with torch.no_grad():
+        model.backbone.encoder.layer[0].ffn[0].output.dense.weight.mul_(2.0)
+    assert not torch.allclose(base, model(**tiny_batch), atol=1e-4)

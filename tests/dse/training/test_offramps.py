@@ -41,7 +41,7 @@ def model_of(kind: str, pooling: str, head: str) -> EarlyExitModel:
 
 
 # ----- modeling -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["bert", "albert"])
+@pytest.mark.parametrize("kind", ["bert", "albert", "mobilebert"])
 @pytest.mark.parametrize(("pooling", "head"), SETTINGS)
 def test_settings_shapes_padding_and_real_early_exit(kind: str, pooling: str, head: str, tiny_batch) -> None:  # noqa: ANN001
     model = model_of(kind, pooling, head)
