@@ -60,7 +60,7 @@ def main() -> None:
                        dev_subset=None if args.full_dev else config.data.dev_subset, seed=config.data.seed)
     pad_id = tokenizer.pad_token_id or 0
     calibration = load_dvfs_rows(config.task, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
-                                 seed=config.data.seed)  # a trial's calibration rows
+                                 seed=config.data.seed, rows=config.data.calibration_rows)  # a trial's calibration rows
     # fine-tuned where ``other`` is (a model trained on CUDA has its own cache key); scored on both
     prepared = prepare_for_study(config, device=other).model
     name = torch.cuda.get_device_name(other) if other.type == "cuda" else platform.machine()

@@ -432,7 +432,7 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
     folder = tmp_path / "smoke_multitask"
     trials = pd.read_csv(folder / "trials.csv")
     done = trials[trials["state"] == "COMPLETE"]
-    assert (~done["derived"]).sum() == 4 and done["derived"].any()  # the sweep of the shared hardware knobs
+    assert (~done["derived"]).sum() == 2 and done["derived"].any()  # the sweep of the shared hardware knobs
     drops = done[[f"{t}.accuracy_drop" for t in ("sst2", "mrpc", "qnli")]]
     assert (done["worst_accuracy_drop"] == drops.max(axis=1)).all()
     mixed = 0.5 * done["sst2.accuracy"] + 0.25 * done["mrpc.accuracy"] + 0.25 * done["qnli.accuracy"]
@@ -453,6 +453,9 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
     for name, table in tables["sst2"].items():  # three fine-tunes, one stored embedding table
         assert all(torch.equal(table.weight, tables[t][name].weight) for t in ("mrpc", "qnli"))
     assert all((out / t / "accelerator.json").is_file() for t in models)
+    for t in models:  # the definition's data.calibration_rows reached the exports (deploy re-calibrates on them)
+        settings = json.loads((out / t / "model" / "config.json").read_text())["edgebert"]
+        assert settings["dev_rows"]["calibration_rows"] == 64
     again = dse("evaluate", str(out), env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == pytest.approx(data["metrics"])  # rebuilt from scratch: same figures

@@ -360,7 +360,8 @@ def _calibration_rows(exported: ExportedModel, glue_dir: str | Path | None) -> E
     s = exported.settings
     return load_dvfs_rows(s.task, exported.tokenizer,
                           glue_dir=resolve_glue_dir(glue_dir if glue_dir is not None else s.dev_rows.glue_dir),
-                          max_seq_length=s.max_seq_length, seed=s.dev_rows.seed, train_from_dev=s.dev_rows.train_from_dev)
+                          max_seq_length=s.max_seq_length, seed=s.dev_rows.seed, train_from_dev=s.dev_rows.train_from_dev,
+                          rows=s.dev_rows.calibration_rows)
 
 
 def _summarize(size_mb: float, task: str, rows: EncodedSet, trial: ExportScore, preds: np.ndarray,

@@ -218,7 +218,7 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
         # its DVFS table fitted on them
         dvfs_rows = load_dvfs_rows(task.name, tokenizer, glue_dir=resolve_glue_dir(config.data.glue_dir),
                                    max_seq_length=config.model.max_seq_length, seed=config.data.seed,
-                                   train_from_dev=task.train_from_dev)
+                                   train_from_dev=task.train_from_dev, rows=config.data.calibration_rows)
         compressed, achieved = compress(prepared.model if trained is None else trained.model, spec,
                                         calibration=dvfs_rows, pad_id=tokenizer.pad_token_id or 0)
         # the profile the trial was costed with: trained sparsity, learned spans, activation bits
@@ -229,7 +229,7 @@ def export_design(study: optuna.Study, config: StudyConfig, number: int, out: Pa
             task=task.name, max_seq_length=config.model.max_seq_length,
             exit_threshold=float(task_knobs["exit_threshold"]),
             dev_rows=DevRows(glue_dir=config.data.glue_dir, dev_subset=task.dev_subset, seed=config.data.seed,
-                             train_from_dev=task.train_from_dev),
+                             train_from_dev=task.train_from_dev, calibration_rows=config.data.calibration_rows),
             compression={k: v for k, v in task_knobs.items() if KNOBS[k].affects_accuracy},
             achieved=achieved,
             design={"study": config.name, "trial": number, "config_hash": config_hash(config),

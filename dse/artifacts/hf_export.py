@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import safetensors.torch
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
@@ -89,6 +89,7 @@ class DevRows(BaseModel):
     dev_subset: int | None = None  # a seeded subset of this many rows; null = all
     seed: int = 0
     train_from_dev: float | None = None  # the task was fine-tuned on this part of dev (see dse.data.load_task_split)
+    calibration_rows: int = Field(default=256, ge=16)  # the train rows the design was calibrated on (data.calibration_rows)
 
 
 class ModelSettings(BaseModel):

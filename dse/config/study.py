@@ -131,6 +131,10 @@ class DataConfig(_Strict):
     glue_dir: str | None = Field(default=None, description="GLUE folder; else DSE_GLUE_DIR; else the hub")
     dev_subset: int | None = Field(default=None, ge=16, description="seeded dev subset (rows)")
     seed: int = 0
+    calibration_rows: int = Field(
+        default=256, ge=16,
+        description="seeded train rows each design is calibrated on (static activation scales, off-ramp "
+                    "re-centring and temperature) and its DVFS exit predictor fitted on; fewer: cheaper trials")
 
 
 class FinetuneConfig(_Strict):
@@ -614,6 +618,8 @@ def config_hash(config: StudyConfig) -> str:
         data["constraints"].pop("min_accuracy_under_faults_points", None)
     if data.get("tasks") is None:  # likewise
         data.pop("tasks", None)
+    if data["data"].get("calibration_rows") == DataConfig.model_fields["calibration_rows"].default:  # likewise
+        data["data"].pop("calibration_rows")
     if not data["finetune"].get("freeze_embeddings"):  # likewise
         data["finetune"].pop("freeze_embeddings", None)
     _drop_offramp_defaults(data["finetune"])

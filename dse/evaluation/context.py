@@ -216,24 +216,26 @@ def build_task_context(config: StudyConfig, task: TaskSettings, *, cache_dir: Pa
         uncompressed = dev_layer_logits(ctx.model, dev, pad_id=ctx.pad_id)
         ctx.baseline_points = 100 * main_metric(spec.name, predictions(uncompressed[-1]), dev.labels)
     ctx.dvfs_rows = load_dvfs_rows(spec.name, tokenizer, glue_dir=glue_dir, max_seq_length=config.model.max_seq_length,
-                                   seed=config.data.seed, train_from_dev=task.train_from_dev)
+                                   seed=config.data.seed, train_from_dev=task.train_from_dev,
+                                   rows=config.data.calibration_rows)
     return ctx
 
 
 def load_dvfs_rows(task: str, tokenizer: PreTrainedTokenizerBase, *, glue_dir: Path | None, max_seq_length: int,
-                   seed: int, train_from_dev: float | None = None) -> EncodedSet | None:
+                   seed: int, train_from_dev: float | None = None, rows: int = DVFS_TRAIN_ROWS) -> EncodedSet | None:
     """The training rows a design's DVFS exit predictor is fitted on (EdgeBERT fits its LUT on
-    the training set): a fixed seeded subset of :data:`DVFS_TRAIN_ROWS` of the train split (with
+    the training set; its compression is calibrated on them too): a fixed seeded subset of ``rows``
+    (the study's ``data.calibration_rows``) of the train split (with
     ``train_from_dev``: of the dev rows fine-tuned on, never those scored), tokenized like the dev
     rows; None when the task has no train split here (DVFS designs then fail with a reason)."""
     try:
         train_ds = load_task_split(task, "train", glue_dir=glue_dir, train_from_dev=train_from_dev, seed=seed)
     except DataError:  # e.g. QNLI/MNLI offline
         return None
-    if len(train_ds) > DVFS_TRAIN_ROWS:  # pick before tokenizing: the train split can be 400k rows
-        rows = np.sort(np.random.default_rng(0).choice(len(train_ds), DVFS_TRAIN_ROWS, replace=False))
+    if len(train_ds) > rows:  # pick before tokenizing: the train split can be 400k rows
+        picked = np.sort(np.random.default_rng(0).choice(len(train_ds), rows, replace=False))
         # a new table, not select(): encode_dataset reads the Arrow table, which select() leaves whole
-        train_ds = type(train_ds)(train_ds.data.table.take(rows))
+        train_ds = type(train_ds)(train_ds.data.table.take(picked))
     return encode_dataset(train_ds, tokenizer, max_length=max_seq_length)
 
 

@@ -72,6 +72,7 @@ def _smoke() -> dict:
     (lambda d: d.update(task="imdb"), "unknown task"),
     (lambda d: d["sampler"].update(name="cmaes"), "unknown sampler"),
     (lambda d: d.update(colour="red"), "unknown key"),
+    (lambda d: d["data"].update(calibration_rows=4), "too few calibration rows"),
 ])
 def test_bad_definitions_are_rejected(validator: jsonschema.Draft202012Validator, change: Any, why: str,
                                       tmp_path: Path) -> None:

@@ -110,6 +110,8 @@ def test_the_dvfs_rows_are_a_seeded_subset_not_the_whole_train_split() -> None:
 
     rows = load_dvfs_rows("sst2", tiny_tokenizer(), glue_dir=GLUE_DIR, max_seq_length=32, seed=0)
     assert rows is not None and len(rows) == DVFS_TRAIN_ROWS
+    fewer = load_dvfs_rows("sst2", tiny_tokenizer(), glue_dir=GLUE_DIR, max_seq_length=32, seed=0, rows=40)
+    assert fewer is not None and len(fewer) == 40  # data.calibration_rows
     train = load_task_split("sst2", "train", glue_dir=GLUE_DIR, seed=0)
     with pytest.raises(ValueError, match="rows selected from"):
         encode_dataset(train.select([0, 5, 9]), tiny_tokenizer(), max_length=32)  # not contiguous: an index mapping
