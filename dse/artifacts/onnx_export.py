@@ -33,8 +33,8 @@ from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import layer_features
 
-__all__ = ["EMBED_FILE", "RUNNER_FILE", "export_onnx", "folder_size_mb", "layer_file", "quantize_onnx",
-           "quantize_onnx_calibrated"]
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_off_ramps_for_runner", "export_onnx", "folder_size_mb", "layer_file",
+           "quantize_onnx", "quantize_onnx_calibrated"]
 
 EMBED_FILE = "embed.onnx"
 RUNNER_FILE = "early_exit_runner.py"
@@ -178,9 +178,22 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
     quantize_onnx(src, dst)
     if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
         return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    runner = onnx_runner.EarlyExitRunner(dst)
+    calibrated, done = calibrate_off_ramps_for_runner(model, onnx_runner.EarlyExitRunner(dst), rows, pad_id=pad_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
+        quantize_onnx(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
+    return done
+
+
+@torch.no_grad()
+def calibrate_off_ramps_for_runner(model: EarlyExitModel, runner: onnx_runner.ExitLoop, rows: EncodedSet, *,
+                                   pad_id: int) -> tuple[EarlyExitModel, dict[str, int]]:
+    """A copy of ``model`` whose standardised earlier off-ramps are calibrated on the features
+    ``runner`` (a deployed int8 folder, any backend) computes for ``rows``, one sentence at a time
+    as deployed, against the fp32 model's mean features on the same rows; and how many off-ramps
+    each step changed. The deployable is then written again from the copy."""
     feats = torch.empty(model.num_layers, len(rows), model.config.hidden_size)
-    for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):  # one sentence at a time, as deployed
+    for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):
         x = np.asarray([ids], dtype=np.int64)
         mask = np.ones_like(x)
         for i, (h, _) in enumerate(runner.layer_outputs(x, mask, np.asarray([types], dtype=np.int64))):
@@ -188,10 +201,7 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
     reference = layer_features(model, rows, pad_id).double().mean(1).cpu()
     calibrated = copy.deepcopy(model).eval()
     done, _ = calibrate_off_ramps_on_features(calibrated, feats, reference, torch.tensor(rows.labels))
-    with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
-        quantize_onnx(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
-    return done
+    return calibrated, done
 
 
 def folder_size_mb(folder: Path) -> float:
