@@ -261,7 +261,8 @@ def deploy(
         "--threads", min=1, help="CPU threads (onnx default: measure at 1, 2 and 4)")] = None,
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="first N of the trial's dev rows")] = None,
     format: Annotated[str, typer.Option(  # noqa: A002
-        "--format", help="onnx (onnxruntime, the deployable) or torchscript (legacy)")] = "onnx",
+        "--format", help="onnx (onnxruntime, the deployable), litert (LiteRT; pip install "
+                         "'edgebert-dse[litert]') or torchscript (legacy)")] = "onnx",
 ) -> None:
     """Write DIR/deploy/ (fp32 + int8 early-exit deployables); print size, accuracy, latency."""
     result = api.deploy(directory, threads=threads, max_rows=max_rows, format=format)
