@@ -123,7 +123,10 @@ def quantize_litert(src: Path, dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     result = quantizer.Quantizer(str(src / meta["model"]), recipe.dynamic_wi8_afp32()).quantize(
         enable_progress_bar=False, enable_progress_report=False)
-    result.export_model(str(dst / meta["model"]), overwrite=True)
+    target = dst / meta["model"]
+    target.unlink(missing_ok=True)  # written again by the off-ramp calibration: no "overwriting" notice
+    result.export_model(str(target))
+    target.chmod(0o644)  # the quantizer writes it executable
     shutil.copyfile(src / onnx_runner.MANIFEST_FILE, dst / onnx_runner.MANIFEST_FILE)
     shutil.copyfile(src / RUNNER_FILE, dst / RUNNER_FILE)
     return dst
