@@ -390,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every user error is one line on stderr and a non-zero exit code."""
     logging.basicConfig(level=logging.INFO if _interactive() else logging.WARNING,
                         format="%(levelname)s %(message)s")
-    for noisy in ("transformers", "datasets", "httpx", "filelock"):
+    # torchao (installed with the litert extra) is imported by transformers whenever it is present
+    # and warns that its CUDA kernels and triton are missing; torch's pytree notes torchao's enums
+    for noisy in ("transformers", "datasets", "httpx", "filelock", "torchao", "torch.utils._pytree"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         app(args=argv, standalone_mode=False, prog_name="dse")

@@ -307,7 +307,7 @@ BAD_CLI = [
     (["deploy", "{tmp}"], "not a design export folder (no model/config.json"),
     (["deploy", "{tmp}/nope"], "no such export folder"),
     (["deploy", "{tmp}", "--threads", "0"], "Invalid value for '--threads'"),
-    (["deploy", "{tmp}", "--format", "tflite"], "unknown deploy format 'tflite' (choose from onnx, torchscript)"),
+    (["deploy", "{tmp}", "--format", "tflite"], "unknown deploy format 'tflite' (choose from onnx, torchscript, litert)"),
     (["frobnicate"], "No such command"),
     (["trace", "{tmp}", "--threshold", "0.2"], "is a folder; give the CSV trace file"),
     (["trace", "{space}", "--threshold", "0.2", "--envm-cell", "bogus"], "envm_cell: unknown eNVM cell 'bogus'"),
