@@ -401,6 +401,22 @@ def _summarize(size_mb: float, task: str, rows: EncodedSet, trial: ExportScore, 
     )
 
 
+def _measure_folders(folders: dict[str, Path], measure: Any, size_mb: Any, thread_counts: list[int], task: str,
+                     rows: EncodedSet, trial: ExportScore) -> tuple[dict[str, ArtifactFigures], dict[str, np.ndarray]]:
+    """Each deploy folder (ONNX or LiteRT) measured by ``measure`` at every thread count: its
+    figures, and its predictions at the first count."""
+    figures: dict[str, ArtifactFigures] = {}
+    preds: dict[str, np.ndarray] = {}
+    for name, folder in folders.items():
+        times: dict[int, np.ndarray] = {}
+        for t in thread_counts:
+            p, e, times[t] = measure(folder, rows, threads=t)
+            if t == thread_counts[0]:
+                preds[name], exits = p, e
+        figures[name] = _summarize(size_mb(folder), task, rows, trial, preds[name], exits, times)
+    return figures, preds
+
+
 def _model_folder(export_dir: Path) -> Path:
     if not export_dir.is_dir():
         raise DSEError(f"{export_dir}: no such export folder")
@@ -432,8 +448,8 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
     ``format``: ``"onnx"`` (per-layer ONNX graphs run by onnxruntime with a host exit loop;
     latency at 1, 2 and 4 threads, or at ``threads`` alone), ``"litert"`` (the same steps as one
     LiteRT file's signatures, run by ai_edge_litert; the ``litert`` extra) or ``"torchscript"``
-    (legacy; latency at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first ``max_rows`` of
-    them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
+    (legacy; latency at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first
+    ``max_rows`` of them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
     """
     _check_format(format)
     export_dir = Path(export_dir)
@@ -459,13 +475,7 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
             calibrated = quantize_onnx_calibrated(exported.model, exported.thresholds, folders["fp32"], tmp,
                                                   _calibration_rows(exported, glue_dir), label_names=s.label_names,
                                                   pad_id=exported.tokenizer.pad_token_id or 0)
-        for name, folder in folders.items():
-            times: dict[int, np.ndarray] = {}
-            for t in thread_counts:
-                p, e, times[t] = measure_onnx(folder, rows, threads=t)
-                if t == thread_counts[0]:
-                    preds[name], exits = p, e
-            figures[name] = _summarize(folder_size_mb(folder), task, rows, trial, preds[name], exits, times)
+        figures, preds = _measure_folders(folders, measure_onnx, folder_size_mb, thread_counts, task, rows, trial)
         report_threads = thread_counts[0]
         files = {"fp32": f"{ONNX_FP32_DIR}/", "int8": f"{ONNX_INT8_DIR}/", "tokenizer": f"../{MODEL_DIR}"}
         how = {"format": "ONNX (opset of torch.onnx.export dynamo=True), one graph per layer; run with "
@@ -488,13 +498,7 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
             calibrated = quantize_litert_calibrated(exported.model, exported.thresholds, folders["fp32"], tmp,
                                                     _calibration_rows(exported, glue_dir), seq_len=s.max_seq_length,
                                                     label_names=s.label_names, pad_id=exported.tokenizer.pad_token_id or 0)
-        for name, folder in folders.items():
-            times = {}
-            for t in thread_counts:
-                p, e, times[t] = measure_litert(folder, rows, threads=t)
-                if t == thread_counts[0]:
-                    preds[name], exits = p, e
-            figures[name] = _summarize(litert_size_mb(folder), task, rows, trial, preds[name], exits, times)
+        figures, preds = _measure_folders(folders, measure_litert, litert_size_mb, thread_counts, task, rows, trial)
         report_threads = thread_counts[0]
         files = {"fp32": f"{LITERT_FP32_DIR}/", "int8": f"{LITERT_INT8_DIR}/", "tokenizer": f"../{MODEL_DIR}"}
         how = {"format": "LiteRT (TensorFlow Lite FlatBuffer, litert-torch), one model.tflite with a signature per "
