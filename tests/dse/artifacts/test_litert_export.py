@@ -68,6 +68,22 @@ def test_fp32_file_computes_what_the_model_computes(converted) -> None:  # noqa:
         assert all(h.shape == (1, len(ids), model.config.hidden_size) for h in hidden)  # padding not returned
 
 
+def test_albert_fp32_file_computes_what_the_model_computes(tmp_path: Path) -> None:
+    """ALBERT: one shared layer run per position, the E -> H projection in the embedding step."""
+    pytest.importorskip("litert_torch")
+    from dse.artifacts.litert_export import export_litert
+
+    model, _ = compress(EarlyExitModel(tiny_backbone("albert"), num_labels=2).eval(), SPEC)
+    model.eval()
+    export_litert(model, torch.full((model.num_layers,), 0.5), tmp_path, seq_len=SEQ)
+    runner = _runner(tmp_path)
+    for ids in encoded(tiny_tokenizer(), texts(10)).input_ids:
+        x = _x(ids)
+        with torch.no_grad():
+            expected = model(*(torch.from_numpy(a) for a in x)).numpy()
+        np.testing.assert_allclose(runner.layer_logits(*x), expected, atol=1e-5)
+
+
 def test_host_exit_loop_matches_the_simulated_exit_layers(converted) -> None:  # noqa: ANN001
     model, rows, thresholds, out = converted
     runner = _runner(out / "fp32")
