@@ -12,9 +12,10 @@ folders (``early_exit_runner.py``, :class:`~dse.artifacts.onnx_runner.LiteRTEarl
 
 Why one file of per-layer signatures at batch 1 and a fixed sequence length: litert-torch 0.10
 cannot lower a dynamic sequence length through these models (the embedding's ``position_ids``
-slice to a symbolic length fails in its JAX lowering, with the v1 and the v2 converter), and a
-``.tflite`` model holds no data-dependent loop, so the exit loop is on the host, as for ONNX; one
-file with one signature per step keeps the steps in one interpreter (one thread pool, one
+slice to a symbolic length fails in its JAX lowering, with the v1 and the v2 converter); the exit
+decision is data-dependent control flow, which ``torch.export`` traces only as ``torch.cond``
+(not tried with this converter), so the exit loop is on the host, as for ONNX; one file with one
+signature per step keeps the steps in one interpreter (one thread pool, one
 allocation) and one quantizer pass. Rows are padded to ``seq_len`` (the export's
 ``max_seq_length``); the padding is masked out, so the logits are the unpadded ones.
 
