@@ -1,5 +1,6 @@
 # Two entry points (see README): `make demo` runs the default study, `make test` runs the tests.
-# Both install into .venv with the exact versions of requirements.lock; `make lock` refreshes it.
+# Both install into .venv with the exact versions of requirements.lock (the test and litert extras
+# included, so the LiteRT deploy tests run); `make lock` refreshes it.
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Real GLUE data: the staged copy beside this checkout unless DSE_GLUE_DIR says otherwise.
@@ -29,7 +30,7 @@ lock:
 	rm -rf $(LOCK_VENV) && python3 -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install -q torch==2.13.0
-	$(LOCK_VENV)/bin/python -m pip install -q -e '.[test]'
+	$(LOCK_VENV)/bin/python -m pip install -q -e '.[test,litert]'
 	{ echo "# Exact versions that make install, make test and .ci/run install. Refresh: make lock"; \
 	  echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version(), platform.machine())'), resolved $$(date -u +%F)"; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v '^edgebert-dse'; } > requirements.lock

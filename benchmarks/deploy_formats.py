@@ -1,6 +1,6 @@
 """Every deploy format of one exported design, measured with the same table (issue #20).
 
-    python benchmarks/deploy_formats.py EXPORT_DIR [--max-rows N] [--formats onnx,torchscript]
+    python benchmarks/deploy_formats.py EXPORT_DIR [--max-rows N] [--formats onnx,torchscript,litert]
 
 For each format, ``dse.deploy`` writes EXPORT_DIR/deploy/ and measures fp32 and int8 on the
 trial's dev rows at batch size 1: size, accuracy, average exit layer, agreement with the trial's
@@ -35,7 +35,7 @@ def main() -> None:
     trial_accuracy = None
     for fmt in args.formats.split(","):
         per_threads: dict[str, dict] = {}
-        if fmt == "onnx":
+        if fmt in ("onnx", "litert"):  # both measure 1, 2 and 4 threads in one deploy
             report = dse.deploy(args.export, max_rows=args.max_rows, format=fmt)
             per_threads = {name: getattr(report, name).latency_ms_by_threads for name in ("fp32", "int8")}
         else:  # torch threads are process-wide: one deploy per count, figures of the first kept
@@ -70,6 +70,9 @@ def main() -> None:
         print(f"\nONNX int8 / fp32 size: {100 * q['size_mb'] / f['size_mb']:.1f} % (target <= 25 %); "
               f"int8 accuracy - trial: {q['accuracy'] - trial_accuracy:+.2f} points (target >= -1.0); "
               f"fp32 exit layers as the trial's: {100 * f['exit_agreement']:.1f} % (target >= 99 %)")
+    if ("litert", "int8") in by and ("onnx", "int8") in by:
+        print(f"LiteRT int8 / ONNX int8 size: {100 * by['litert', 'int8']['size_mb'] / by['onnx', 'int8']['size_mb']:.1f} % "
+              "(target within 10 %)")
     print(json.dumps({"benchmark": "deploy_formats", "task": exported.settings.task, "dev_rows": report.dev_rows,
                       "trial_accuracy": trial_accuracy, "hf_export_mb": hf_mb, "rows": rows}))
 

@@ -261,7 +261,8 @@ def deploy(
         "--threads", min=1, help="CPU threads (onnx default: measure at 1, 2 and 4)")] = None,
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="first N of the trial's dev rows")] = None,
     format: Annotated[str, typer.Option(  # noqa: A002
-        "--format", help="onnx (onnxruntime, the deployable) or torchscript (legacy)")] = "onnx",
+        "--format", help="onnx (onnxruntime, the deployable), litert (LiteRT; pip install "
+                         "'edgebert-dse[litert]') or torchscript (legacy)")] = "onnx",
 ) -> None:
     """Write DIR/deploy/ (fp32 + int8 early-exit deployables); print size, accuracy, latency."""
     result = api.deploy(directory, threads=threads, max_rows=max_rows, format=format)
@@ -389,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every user error is one line on stderr and a non-zero exit code."""
     logging.basicConfig(level=logging.INFO if _interactive() else logging.WARNING,
                         format="%(levelname)s %(message)s")
-    for noisy in ("transformers", "datasets", "httpx", "filelock"):
+    # torchao (installed with the litert extra) is imported by transformers whenever it is present
+    # and warns that its CUDA kernels and triton are missing; torch's pytree notes torchao's enums
+    for noisy in ("transformers", "datasets", "httpx", "filelock", "torchao", "torch.utils._pytree"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         app(args=argv, standalone_mode=False, prog_name="dse")

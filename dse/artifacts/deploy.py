@@ -13,6 +13,16 @@
 See :mod:`dse.artifacts.onnx_export` and :mod:`dse.artifacts.onnx_runner`. Latency is measured
 at 1, 2 and 4 onnxruntime threads (or the one ``threads`` given).
 
+``format="litert"`` (the ``litert`` extra: ``pip install edgebert-dse[litert]``) writes the same
+steps as LiteRT (TensorFlow Lite FlatBuffer) files, measured the same way at 1, 2 and 4
+interpreter threads (:mod:`dse.artifacts.litert_export`)::
+
+    litert_fp32/      model.tflite (signatures embed, layer_01 ... layer_NN; batch 1, the export's
+                      max_seq_length tokens), runner.json and early_exit_runner.py
+                      (LiteRTEarlyExitRunner: numpy + ai_edge_litert)
+    litert_int8/      the same, quantized by ai_edge_quantizer (dynamic_wi8_afp32: int8 weights of
+                      every fully-connected layer and embedding table)
+
 ``format="torchscript"`` is the legacy deployable (``torch.jit`` and
 ``torch.ao.quantization.quantize_dynamic`` are both deprecated in torch 2.13; it is kept while
 they still run)::
@@ -81,11 +91,14 @@ __all__ = [
     "ONNX_FP32_DIR",
     "ONNX_INT8_DIR",
     "ONNX_THREADS",
+    "LITERT_FP32_DIR",
+    "LITERT_INT8_DIR",
     "ArtifactFigures",
     "DeployReport",
     "build_torchscript",
     "deploy_export",
     "measure_artifact",
+    "measure_litert",
     "measure_onnx",
 ]
 
@@ -96,7 +109,10 @@ INT8_FILE = "model_int8.pt"
 ONNX_FP32_DIR = "onnx_fp32"
 ONNX_INT8_DIR = "onnx_int8"
 ONNX_THREADS = (1, 2, 4)
-FORMATS = ("onnx", "torchscript")
+LITERT_FP32_DIR = "litert_fp32"
+LITERT_INT8_DIR = "litert_int8"
+FORMATS = ("onnx", "torchscript", "litert")
+LITERT_MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
 DEPLOY_TYPE = "edgebert-dse.deploy"
 DEPLOY_VERSION = 2  # 2: format, ONNX folders, agreement with the trial, latency by threads
 WARMUP_ROWS = 10
@@ -283,8 +299,17 @@ def measure_onnx(folder: Path, rows: EncodedSet, *, threads: int, warmup_rows: i
     """Predictions, exit layers and per-sentence latency (ms) of an ONNX deploy folder, one row at a time."""
     from dse.artifacts.onnx_runner import EarlyExitRunner
 
-    runner = EarlyExitRunner(folder, threads=threads)
+    return _measure_runner(EarlyExitRunner(folder, threads=threads), rows, warmup_rows)
 
+
+def measure_litert(folder: Path, rows: EncodedSet, *, threads: int, warmup_rows: int = WARMUP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, exit layers and per-sentence latency (ms) of a LiteRT deploy folder, one row at a time."""
+    from dse.artifacts.onnx_runner import LiteRTEarlyExitRunner
+
+    return _measure_runner(LiteRTEarlyExitRunner(folder, threads=threads), rows, warmup_rows)
+
+
+def _measure_runner(runner: Any, rows: EncodedSet, warmup_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def inputs(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = np.asarray([rows.input_ids[i]], dtype=np.int64)
         return ids, np.ones_like(ids), np.asarray([rows.token_type_ids[i]], dtype=np.int64)
@@ -377,6 +402,22 @@ def _summarize(size_mb: float, task: str, rows: EncodedSet, trial: ExportScore, 
     )
 
 
+def _measure_folders(folders: dict[str, Path], measure: Any, size_mb: Any, thread_counts: list[int], task: str,
+                     rows: EncodedSet, trial: ExportScore) -> tuple[dict[str, ArtifactFigures], dict[str, np.ndarray]]:
+    """Each deploy folder (ONNX or LiteRT) measured by ``measure`` at every thread count: its
+    figures, and its predictions at the first count."""
+    figures: dict[str, ArtifactFigures] = {}
+    preds: dict[str, np.ndarray] = {}
+    for name, folder in folders.items():
+        times: dict[int, np.ndarray] = {}
+        for t in thread_counts:
+            p, e, times[t] = measure(folder, rows, threads=t)
+            if t == thread_counts[0]:
+                preds[name], exits = p, e
+        figures[name] = _summarize(size_mb(folder), task, rows, trial, preds[name], exits, times)
+    return figures, preds
+
+
 def _model_folder(export_dir: Path) -> Path:
     if not export_dir.is_dir():
         raise DSEError(f"{export_dir}: no such export folder")
@@ -394,6 +435,11 @@ def _check_format(format: str) -> None:  # noqa: A002 - the CLI option's name
         missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
             raise DSEError(f"--format onnx needs {', '.join(missing)}: pip install edgebert-dse (they are dependencies)")
+    if format == "litert":
+        missing = [m for m in LITERT_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise DSEError(f"--format litert needs the litert extra (missing {', '.join(missing)}): "
+                           "pip install 'edgebert-dse[litert]'")
 
 
 def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_rows: int | None = None,
@@ -401,9 +447,10 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
     """Write ``EXPORT_DIR/deploy/`` (fp32 and int8 deployables + deploy.json) and measure both.
 
     ``format``: ``"onnx"`` (per-layer ONNX graphs run by onnxruntime with a host exit loop;
-    latency at 1, 2 and 4 threads, or at ``threads`` alone) or ``"torchscript"`` (legacy; latency
-    at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first ``max_rows`` of
-    them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
+    latency at 1, 2 and 4 threads, or at ``threads`` alone), ``"litert"`` (the same steps as one
+    LiteRT file's signatures, run by ai_edge_litert; the ``litert`` extra) or ``"torchscript"``
+    (legacy; latency at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first
+    ``max_rows`` of them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
     """
     _check_format(format)
     export_dir = Path(export_dir)
@@ -429,13 +476,7 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
             calibrated = quantize_onnx_calibrated(exported.model, exported.thresholds, folders["fp32"], tmp,
                                                   _calibration_rows(exported, glue_dir), label_names=s.label_names,
                                                   pad_id=exported.tokenizer.pad_token_id or 0)
-        for name, folder in folders.items():
-            times: dict[int, np.ndarray] = {}
-            for t in thread_counts:
-                p, e, times[t] = measure_onnx(folder, rows, threads=t)
-                if t == thread_counts[0]:
-                    preds[name], exits = p, e
-            figures[name] = _summarize(folder_size_mb(folder), task, rows, trial, preds[name], exits, times)
+        figures, preds = _measure_folders(folders, measure_onnx, folder_size_mb, thread_counts, task, rows, trial)
         report_threads = thread_counts[0]
         files = {"fp32": f"{ONNX_FP32_DIR}/", "int8": f"{ONNX_INT8_DIR}/", "tokenizer": f"../{MODEL_DIR}"}
         how = {"format": "ONNX (opset of torch.onnx.export dynamo=True), one graph per layer; run with "
@@ -446,6 +487,31 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
                "int8": "onnxruntime.quantization.quantize_dynamic (QInt8 weights, activations quantized per "
                        "call) of every MatMul, Gemm and Gather (embedding tables) in every graph; the standardised "
                        "earlier off-ramps re-centred and tempered for these graphs on the design's DVFS training rows",
+               "int8_off_ramp_calibration": calibrated}
+    elif format == "litert":
+        from dse.artifacts.litert_export import export_litert, litert_size_mb, quantize_litert_calibrated
+
+        thread_counts = [threads] if threads is not None else list(ONNX_THREADS)
+        folders = {"fp32": out / LITERT_FP32_DIR, "int8": out / LITERT_INT8_DIR}
+        with atomic_folder(folders["fp32"]) as tmp:
+            export_litert(exported.model, exported.thresholds, tmp, seq_len=s.max_seq_length, label_names=s.label_names)
+        with atomic_folder(folders["int8"]) as tmp:
+            calibrated = quantize_litert_calibrated(exported.model, exported.thresholds, folders["fp32"], tmp,
+                                                    _calibration_rows(exported, glue_dir), seq_len=s.max_seq_length,
+                                                    label_names=s.label_names, pad_id=exported.tokenizer.pad_token_id or 0)
+        figures, preds = _measure_folders(folders, measure_litert, litert_size_mb, thread_counts, task, rows, trial)
+        report_threads = thread_counts[0]
+        files = {"fp32": f"{LITERT_FP32_DIR}/", "int8": f"{LITERT_INT8_DIR}/", "tokenizer": f"../{MODEL_DIR}"}
+        how = {"format": "LiteRT (TensorFlow Lite FlatBuffer, litert-torch), one model.tflite with a signature per "
+                         f"step (embed, layer_NN), batch 1, {s.max_seq_length} tokens (rows padded to it); run with "
+                         "LiteRTEarlyExitRunner in early_exit_runner.py (numpy + ai_edge_litert)",
+               "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq], seq at most "
+                         f"{s.max_seq_length}",
+               "outputs": "runner(...): exiting logits [batch, labels], exit layer (1-based) [batch]; "
+                          "runner.layer_logits(...): [layers, batch, labels]",
+               "int8": "ai_edge_quantizer recipe dynamic_wi8_afp32 (int8 per-channel weights, activations quantized "
+                       "per call) of every FULLY_CONNECTED and EMBEDDING_LOOKUP (embedding tables); the standardised "
+                       "earlier off-ramps re-centred and tempered for this file on the design's DVFS training rows",
                "int8_off_ramp_calibration": calibrated}
     else:
         if threads is not None:
@@ -486,6 +552,10 @@ def _machine(format: str) -> dict[str, Any]:  # noqa: A002
         import onnxruntime
 
         info["onnxruntime"] = onnxruntime.__version__
+    elif format == "litert":
+        from importlib.metadata import version
+
+        info.update({m: version(m) for m in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")})
     else:
         info["quantized_engine"] = torch.backends.quantized.engine
     return info

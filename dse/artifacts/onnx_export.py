@@ -33,7 +33,7 @@ from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import layer_features
 
-__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_off_ramps_for_graphs", "export_onnx", "folder_size_mb", "layer_file",
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_off_ramps_for_runner", "export_onnx", "folder_size_mb", "layer_file",
            "quantize_onnx", "quantize_onnx_calibrated"]
 
 EMBED_FILE = "embed.onnx"
@@ -170,12 +170,15 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
                              label_names: list[str] | None = None) -> dict[str, int]:
     """:func:`quantize_onnx` of ``src`` (``model``'s fp32 graphs) into ``dst``, with ``model``'s
     standardised earlier off-ramps calibrated for the int8 graphs on ``rows`` (a design's DVFS
-    training rows; :func:`calibrate_off_ramps_for_graphs`). Returns how many off-ramps each step
-    changed."""
+    training rows): what the trial's calibration did for the chip's datapath
+    (:mod:`dse.compression.offramp_calibration`), done again for onnxruntime's int8 one, whose
+    per-call activation scales move the early layers' features by more than their spread. The
+    off-ramps' inputs come from the int8 graphs themselves; their mean is compared with the
+    fp32 model's on the same rows. Returns how many off-ramps each step changed."""
     quantize_onnx(src, dst)
     if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
         return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    calibrated, done = calibrate_off_ramps_for_graphs(model, dst, rows, pad_id=pad_id)
+    calibrated, done = calibrate_off_ramps_for_runner(model, onnx_runner.EarlyExitRunner(dst), rows, pad_id=pad_id)
     with tempfile.TemporaryDirectory() as tmp:
         if not _replace_off_ramp_tensors(src, Path(tmp), model, calibrated):
             export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
@@ -184,15 +187,12 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
 
 
 @torch.no_grad()
-def calibrate_off_ramps_for_graphs(model: EarlyExitModel, folder: Path, rows: EncodedSet, *,
+def calibrate_off_ramps_for_runner(model: EarlyExitModel, runner: onnx_runner.ExitLoop, rows: EncodedSet, *,
                                    pad_id: int) -> tuple[EarlyExitModel, dict[str, int]]:
-    """A copy of ``model`` whose standardised earlier off-ramps are re-centred and tempered on the
-    features that the graphs in ``folder`` (its int8 graphs, say) compute on ``rows``, one sentence
-    at a time as deployed: what the trial's calibration did for the chip's datapath
-    (:mod:`dse.compression.offramp_calibration`), done for onnxruntime's int8 one, whose per-call
-    activation scales move the early layers' features by more than their spread. Their mean is
-    compared with ``model``'s own on the same rows."""
-    runner = onnx_runner.EarlyExitRunner(folder)
+    """A copy of ``model`` whose standardised earlier off-ramps are calibrated on the features
+    ``runner`` (a deployed int8 folder, any backend) computes for ``rows``, one sentence at a time
+    as deployed, against the fp32 model's mean features on the same rows; and how many off-ramps
+    each step changed. The deployable is then written again from the copy."""
     feats = torch.empty(model.num_layers, len(rows), model.config.hidden_size)
     for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):
         x = np.asarray([ids], dtype=np.int64)

@@ -1,19 +1,23 @@
-"""Host runner for a deployed ONNX early-exit model: numpy + onnxruntime only, no torch, no dse.
+"""Host runner for a deployed early-exit model: numpy plus onnxruntime (ONNX folders) or
+ai_edge_litert (LiteRT folders) only; no torch, no dse.
 
-This file is copied as it stands into every ONNX deploy folder (``early_exit_runner.py``), so
-the deployable runs anywhere onnxruntime runs::
+This file is copied as it stands into every ONNX and LiteRT deploy folder (``early_exit_runner.py``),
+so the deployable runs anywhere its runtime runs::
 
     from early_exit_runner import EarlyExitRunner
-    runner = EarlyExitRunner("deploy/onnx_int8", threads=1)
+    runner = EarlyExitRunner("deploy/onnx_int8", threads=1)       # LiteRTEarlyExitRunner("deploy/litert_int8")
     logits, exit_layer = runner(input_ids, attention_mask, token_type_ids)   # int64 [batch, seq]
 
-The folder holds ``embed.onnx`` (token ids -> hidden states), one ``layer_NN.onnx`` per encoder
+An ONNX folder holds ``embed.onnx`` (token ids -> hidden states), one ``layer_NN.onnx`` per encoder
 layer (hidden states, attention mask -> next hidden states and that layer's off-ramp logits;
 the attention-span mask is computed inside the graph) and ``runner.json`` (thresholds, labels).
-The exit loop is here, on the host: after each layer, the rows whose off-ramp softmax entropy
-(nats) is strictly below that layer's threshold leave the batch with those logits; the last layer
-always exits. Rows that left are never computed again, so early exit saves real work at any
-batch size. (One graph per layer instead of ONNX ``If`` nodes: see docs/outputs-export-deploy.md.)
+A LiteRT folder holds one ``model.tflite`` with the same steps as signatures (``embed``,
+``layer_NN``) at batch 1 and a fixed sequence length (inputs are padded to it) and ``runner.json``.
+The exit loop is here, on the host, the same for both (:class:`ExitLoop`): after each layer, the
+rows whose off-ramp softmax entropy (nats) is strictly below that layer's threshold leave the batch
+with those logits; the last layer always exits. Rows that left are never computed again, so early
+exit saves real work at any batch size. (One graph per layer instead of ONNX ``If`` nodes: see
+docs/outputs-export-deploy.md.) The runtimes are imported by the runner that needs them.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-__all__ = ["MANIFEST_FILE", "EarlyExitRunner", "entropy_nats"]
+__all__ = ["MANIFEST_FILE", "EarlyExitRunner", "ExitLoop", "LiteRTEarlyExitRunner", "entropy_nats"]
 
 MANIFEST_FILE = "runner.json"
 
@@ -38,45 +42,41 @@ def entropy_nats(logits: np.ndarray) -> np.ndarray:
     return -(np.exp(log_p) * log_p).sum(axis=-1)
 
 
-class EarlyExitRunner:
-    """The per-layer graphs of one deploy folder and the exit loop that drives them."""
+class ExitLoop:
+    """The exit rule over a folder's manifest; a backend supplies ``_embed`` and ``_layer``."""
 
-    def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
-        folder = Path(folder)
-        meta = json.loads((folder / MANIFEST_FILE).read_text())
-        self.thresholds = np.asarray(meta["entropy_thresholds_nats"], dtype=np.float64)
-        self.num_labels = int(meta["num_labels"])
-        self.label_names: list[str] = list(meta.get("label_names") or [])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.meta: dict[str, Any] = json.loads((self.folder / MANIFEST_FILE).read_text())
+        self.thresholds = np.asarray(self.meta["entropy_thresholds_nats"], dtype=np.float64)
+        self.num_labels = int(self.meta["num_labels"])
+        self.label_names: list[str] = list(self.meta.get("label_names") or [])
+        if len(self.meta["layers"]) != len(self.thresholds):
+            raise ValueError(f"{self.folder}: {len(self.meta['layers'])} layers but {len(self.thresholds)} thresholds")
 
-        def session(name: str) -> ort.InferenceSession:
-            return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+    def _embed(self, input_ids: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-        self.embed = session(meta["embed"])
-        self.layers = [session(name) for name in meta["layers"]]
-        if len(self.layers) != len(self.thresholds):
-            raise ValueError(f"{folder}: {len(self.layers)} layer graphs but {len(self.thresholds)} thresholds")
+    def _layer(self, index: int, hidden: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
-    def _start(self, input_ids: np.ndarray, token_type_ids: np.ndarray | None) -> np.ndarray:
+    def _start(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+               token_type_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         input_ids = np.asarray(input_ids, dtype=np.int64)
         types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64)
-        return self.embed.run(None, {"input_ids": input_ids, "token_type_ids": types})[0]
+        return self._embed(input_ids, types), np.asarray(attention_mask, dtype=np.int64)
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                  token_type_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exiting logits ``[batch, labels]`` (float32) and 1-based exit layers ``[batch]`` (int64)."""
-        h = self._start(input_ids, token_type_ids)
-        mask = np.asarray(attention_mask, dtype=np.int64)
+        h, mask = self._start(input_ids, attention_mask, token_type_ids)
         b = h.shape[0]
         out_logits = np.zeros((b, self.num_labels), dtype=np.float32)
         out_layer = np.zeros(b, dtype=np.int64)
         alive = np.arange(b)
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            h, logits = layer.run(None, {"hidden": h, "attention_mask": mask})
+        last = len(self.thresholds) - 1
+        for index in range(len(self.thresholds)):
+            h, logits = self._layer(index, h, mask)
             done = entropy_nats(logits) < self.thresholds[index]
             if index == last:
                 done[:] = True
@@ -96,8 +96,74 @@ class EarlyExitRunner:
     def layer_outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                       token_type_ids: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Each layer's hidden states ``[batch, seq, hidden]`` and off-ramp logits, in order (no early exit)."""
-        h = self._start(input_ids, token_type_ids)
-        mask = np.asarray(attention_mask, dtype=np.int64)
-        for layer in self.layers:
-            h, logits = layer.run(None, {"hidden": h, "attention_mask": mask})
-            yield h, logits
+        seq = np.shape(input_ids)[1]
+        h, mask = self._start(input_ids, attention_mask, token_type_ids)
+        for index in range(len(self.thresholds)):
+            h, logits = self._layer(index, h, mask)
+            yield h[:, :seq], logits  # a fixed-length backend's padding positions are not returned
+
+
+class EarlyExitRunner(ExitLoop):
+    """The per-layer ONNX graphs of one deploy folder, run by onnxruntime."""
+
+    def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        super().__init__(folder)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+
+        def session(name: str) -> ort.InferenceSession:
+            return ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])
+
+        self.embed = session(self.meta["embed"])
+        self.layers = [session(name) for name in self.meta["layers"]]
+
+    def _embed(self, input_ids: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        return self.embed.run(None, {"input_ids": input_ids, "token_type_ids": token_type_ids})[0]
+
+    def _layer(self, index: int, hidden: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, logits = self.layers[index].run(None, {"hidden": hidden, "attention_mask": attention_mask})
+        return h, logits
+
+
+class LiteRTEarlyExitRunner(ExitLoop):
+    """One LiteRT ``.tflite`` file with a signature per step, run by ``ai_edge_litert``'s interpreter.
+
+    The signatures take one row of ``runner.json``'s ``seq_len`` tokens: rows are padded to it
+    (ids and mask 0) and run one at a time; longer rows are refused."""
+
+    def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        super().__init__(folder)
+        self.seq_len = int(self.meta["seq_len"])
+        self.interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=threads)
+        self.embed = self.interpreter.get_signature_runner(self.meta["embed"])
+        self.layers = [self.interpreter.get_signature_runner(name) for name in self.meta["layers"]]
+        # the converter stores int64 inputs as int32 (LiteRT's usual index type)
+        self._dtypes = {name: d["dtype"] for name, d in self.embed.get_input_details().items()}
+        self._mask_dtype = self.layers[0].get_input_details()["attention_mask"]["dtype"]
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[1] > self.seq_len:
+            raise ValueError(f"{x.shape[1]} tokens: this LiteRT model takes at most {self.seq_len}")
+        return np.pad(x, ((0, 0), (0, self.seq_len - x.shape[1])))
+
+    def _start(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+               token_type_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(input_ids, dtype=np.int64)
+        types = np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64)
+        return self._embed(self._pad(ids), self._pad(types)), self._pad(np.asarray(attention_mask, dtype=np.int64))
+
+    def _embed(self, input_ids: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        ids, types = input_ids.astype(self._dtypes["input_ids"]), token_type_ids.astype(self._dtypes["token_type_ids"])
+        return np.concatenate([self.embed(input_ids=ids[r:r + 1], token_type_ids=types[r:r + 1])["hidden"]
+                               for r in range(len(ids))])
+
+    def _layer(self, index: int, hidden: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mask = attention_mask.astype(self._mask_dtype)
+        outs = [self.layers[index](hidden=hidden[r:r + 1], attention_mask=mask[r:r + 1]) for r in range(len(hidden))]
+        return np.concatenate([o["hidden_out"] for o in outs]), np.concatenate([o["logits"] for o in outs])

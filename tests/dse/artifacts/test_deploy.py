@@ -175,7 +175,7 @@ def test_deploy_measures_the_first_max_rows(compressed_bert: EarlyExitModel, tmp
 @pytest.mark.parametrize(("case", "message"), [
     ("missing", "no such export folder"),
     ("empty", "not a design export folder (no model/config.json"),
-    ("format", "unknown deploy format 'tflite' (choose from onnx, torchscript)"),
+    ("format", "unknown deploy format 'tflite' (choose from onnx, torchscript, litert)"),
 ])
 def test_bad_folders_are_one_line_errors(case: str, message: str, tmp_path: Path) -> None:
     folder = tmp_path / "x"

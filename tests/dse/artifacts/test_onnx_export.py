@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dse.artifacts.onnx_export import (EMBED_FILE, RUNNER_FILE, _replace_off_ramp_tensors,
-                                       calibrate_off_ramps_for_graphs, export_onnx, folder_size_mb, layer_file,
+                                       calibrate_off_ramps_for_runner, export_onnx, folder_size_mb, layer_file,
                                        quantize_onnx, quantize_onnx_calibrated)
 from dse.artifacts.onnx_runner import EarlyExitRunner, entropy_nats
 from dse.compression.apply import compress
@@ -167,7 +167,8 @@ def test_int8_off_ramps_are_calibrated_on_the_int8_graphs(tmp_path: Path) -> Non
         np.testing.assert_array_equal(got[-1], want[-1])  # the final off-ramp is left alone
         assert not np.allclose(got[:-1], want[:-1])
     # the fp32 graphs' off-ramp tensors were replaced in place: what exporting the calibrated model gives
-    calibrated_model, again = calibrate_off_ramps_for_graphs(model, tmp_path / "plain", calibration, pad_id=0)
+    calibrated_model, again = calibrate_off_ramps_for_runner(model, EarlyExitRunner(tmp_path / "plain"), calibration,
+                                                             pad_id=0)
     assert again == done
     assert _replace_off_ramp_tensors(tmp_path / "fp32", tmp_path / "replaced", model, calibrated_model)
     other = copy.deepcopy(model)  # graphs that do not hold this model's tensors: the caller exports instead
