@@ -144,21 +144,28 @@ def _last_layer_accuracy(folder: Path, rows) -> float:  # noqa: ANN001
     return 100 * float((np.array(preds) == rows.labels).mean())
 
 
-@pytest.mark.integration
-def test_deploy_quantizes_a_pinned_design(smoke_study, tmp_path: Path) -> None:  # noqa: ANN001
-    from dse.artifacts.hf_export import exported_dev_rows, load_exported_model
-
+@pytest.fixture(scope="module")
+def pinned_deploy(smoke_study, tmp_path_factory) -> tuple[Path, dict, dict, dict[str, str]]:  # noqa: ANN001
+    """The pinned design exported and deployed as ONNX at one thread: (export folder, its trial's
+    metrics, the ONNX deploy report, env); the ONNX and LiteRT tests share it."""
     _, env = smoke_study
-    run_space(pinned_space(tmp_path, "smoke_deploy", DEPLOYED), tmp_path / "results", env)
-    out = tmp_path / "design"
-    exported = dse("export", str(tmp_path / "results" / "smoke_deploy"), "--trial", "0", "-o", str(out), env=env)
+    base = tmp_path_factory.mktemp("pinned")
+    run_space(pinned_space(base, "smoke_deploy", DEPLOYED), base / "results", env)
+    out = base / "design"
+    exported = dse("export", str(base / "results" / "smoke_deploy"), "--trial", "0", "-o", str(out), env=env)
     assert exported.returncode == 0, exported.stderr
     data = json.loads((out / "design.json").read_text())["_data"]
     assert {k: data["compression"][k] for k in DEPLOYED} == DEPLOYED
-    trial = data["metrics"]
     run = dse("deploy", str(out), "--threads", "1", env=env)
     assert run.returncode == 0, run.stderr
-    report = json.loads(run.stdout.strip().splitlines()[-1])
+    return out, data["metrics"], json.loads(run.stdout.strip().splitlines()[-1]), env
+
+
+@pytest.mark.integration
+def test_deploy_quantizes_a_pinned_design(pinned_deploy) -> None:  # noqa: ANN001
+    from dse.artifacts.hf_export import exported_dev_rows, load_exported_model
+
+    out, trial, report, _ = pinned_deploy
     assert report["format"] == "onnx" and report["task"] == "sst2" and report["dev_rows"] == 200
     assert report["threads"] == 1
     fp32, int8 = report["fp32"], report["int8"]
@@ -191,24 +198,13 @@ def test_deploy_quantizes_a_pinned_design(smoke_study, tmp_path: Path) -> None: 
 
 
 @pytest.mark.integration
-def test_deploy_litert_matches_onnx_on_a_pinned_design(shared_cache_dir: Path, tmp_path: Path) -> None:
-    """``--format litert`` on the pinned smoke design (the smoke fine-tune, from the session's cache
-    or fine-tuned here), against ``--format onnx`` of the same export: issue #20's LiteRT int8 row."""
+def test_deploy_litert_matches_onnx_on_a_pinned_design(pinned_deploy) -> None:  # noqa: ANN001
+    """``--format litert`` of the pinned design against its ``--format onnx``: issue #20's LiteRT int8 row."""
     pytest.importorskip("litert_torch")
-    if not GLUE.is_dir():
-        pytest.fail(f"real GLUE data not found at {GLUE} (set DSE_GLUE_DIR)")
-    env = {"DSE_GLUE_DIR": str(GLUE), "DSE_CACHE_DIR": str(shared_cache_dir)}
-    run_space(pinned_space(tmp_path, "smoke_litert", DEPLOYED), tmp_path / "results", env)
-    out = tmp_path / "design"
-    exported = dse("export", str(tmp_path / "results" / "smoke_litert"), "--trial", "0", "-o", str(out), env=env)
-    assert exported.returncode == 0, exported.stderr
-    trial = json.loads((out / "design.json").read_text())["_data"]["metrics"]
-    reports = {}
-    for fmt in ("onnx", "litert"):
-        run = dse("deploy", str(out), "--format", fmt, "--threads", "1", env=env)
-        assert run.returncode == 0, run.stderr
-        reports[fmt] = json.loads(run.stdout.strip().splitlines()[-1])
-    onnx, litert = reports["onnx"], reports["litert"]
+    out, trial, onnx, env = pinned_deploy
+    run = dse("deploy", str(out), "--format", "litert", "--threads", "1", env=env)
+    assert run.returncode == 0, run.stderr
+    litert = json.loads(run.stdout.strip().splitlines()[-1])
     assert litert["format"] == "litert" and litert["dev_rows"] == 200 and litert["threads"] == 1
     fp32, int8 = litert["fp32"], litert["int8"]
     assert {"litert_fp32", "litert_int8", "onnx_int8"} <= {p.name for p in (out / "deploy").iterdir()}
