@@ -192,7 +192,7 @@ def calibrate_off_ramps_for_runner(model: EarlyExitModel, runner: onnx_runner.Ex
     """A copy of ``model`` whose standardised earlier off-ramps are calibrated on the features
     ``runner`` (a deployed int8 folder, any backend) computes for ``rows``, one sentence at a time
     as deployed, against the fp32 model's mean features on the same rows; and how many off-ramps
-    each step changed. The deployable is then written again from the copy."""
+    each step changed. The caller writes the deployable's off-ramps from the copy."""
     feats = torch.empty(model.num_layers, len(rows), model.config.hidden_size)
     for r, (ids, types) in enumerate(zip(rows.input_ids, rows.token_type_ids)):
         x = np.asarray([ids], dtype=np.int64)
