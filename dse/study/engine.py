@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
 import optuna
 import yaml
 from optuna.distributions import (
@@ -175,8 +176,14 @@ def sampler_option(base: SamplerConfig, name: str | None = None, seed: int | Non
     return out
 
 
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(config: StudyConfig, *, resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """The definition's sampler. ``resumed_at``: the trials the study already holds; a resumed
+    study's sampler gets a seed derived from the definition's seed and that count, so that it does
+    not draw its first designs again (the same seed restarts the same random stream), and two
+    runs resumed at the same point still draw alike."""
     seed = config.sampler.seed
+    if resumed_at:
+        seed = int(np.random.SeedSequence([seed, resumed_at]).generate_state(1)[0])
     check_sampler_available(config.sampler.name)
     match config.sampler.name:
         case "tpe":
@@ -272,6 +279,8 @@ def open_study(folder: StudyFolder, config: StudyConfig, *, create: bool) -> opt
             study = optuna.load_study(storage=storage, sampler=sampler, study_name=config.name)
         except KeyError:
             raise DSEError(f"{where} holds no study {config.name!r} (the study never started?)") from None
+    if create and (held := len(study.get_trials(deepcopy=False))):
+        study.sampler = make_sampler(config, resumed_at=held)
     attrs = study.user_attrs
     if attrs.get("config_hash") not in (None, digest):
         raise DSEError(f"{where} holds study {config.name!r} of another study definition")

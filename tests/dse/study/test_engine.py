@@ -351,6 +351,23 @@ def test_a_folder_run_with_another_sampler_is_refused(tmp_path: Path) -> None:
     assert open_study(folder, folder.load_config(), create=True).user_attrs["sampler"] == {"name": "tpe", "seed": 0}
 
 
+def test_a_resumed_seeded_sampler_does_not_draw_its_first_designs_again(tmp_path: Path) -> None:
+    """Without a new seed on resume the random stream restarts and trials 5-8 repeat trials 1-4."""
+    from dse.study.engine import sampler_option
+
+    base = _config(n_trials=4)
+    config = base.model_copy(update={"sampler": sampler_option(base.sampler, "random", 3)})
+    designs = {}
+    for name, stops in (("once", (8,)), ("resumed", (4, 8))):
+        folder = StudyFolder(tmp_path / name)
+        for n in stops:
+            run_study(folder, config, n_trials=n, context=tiny_context(folder.cache))
+        trials = sorted(open_study(folder, config, create=False).get_trials(deepcopy=False), key=lambda t: t.number)
+        designs[name] = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("derived")]
+    assert designs["resumed"][:4] == designs["once"][:4]  # a fresh study keeps its seed's draws
+    assert len(designs["resumed"]) == 8 and designs["resumed"][4:] != designs["resumed"][:4]
+
+
 # --- hardware first: designs that cannot be feasible never run their model ----------------------
 
 AREA_LIMIT_MM2 = 0.3  # the tiny model's chip: ~0.11 mm2 with 4 VMAC lanes, ~0.47 mm2 with 64
