@@ -9,8 +9,10 @@ hardware knobs on their grids. Every compression setting's per-layer dev logits 
 hypervolume follow without another model run (the cheap-knob scorer of ``dse.study.sweep``).
 
 Then each sampler (TPE, NSGA-II, GP, random; TPE also with the cheap-knob sweep, as the default
-study runs, and with the sweep plus early stopping) runs real studies (``run_study``: hardware-first
-screening, the sweep, the staged evaluation's real rule) for each budget and seed. Trials are
+study runs, and with the sweep plus early stopping) runs a real study (``run_study``: hardware-first
+screening, the sweep, the staged evaluation's real rule) per seed, extended to each budget in turn
+as a user resumes a study (``--caps`` stops a variant at a smaller largest budget: GP's asks grow
+with the study). Trials are
 scored from the logits in memory, and a run counts the model dev passes it would have spent with
 a cache of its own: a compression setting's first full evaluation is one pass, an early-stopped
 one the fraction of the dev rows it scored, a later full pass of a partly scored setting the rest.
@@ -130,11 +132,13 @@ class PassCounter:
         return Counting(self.full, rule, stages, confidence, is_cached=self.is_cached)
 
 
-def run_variant(ctx: Any, base: Any, variant: str, budget: int, seed: int, reference: np.ndarray,
-                workdir: Path) -> dict[str, float]:
+def run_variant(ctx: Any, base: Any, variant: str, budgets: list[int], seed: int, reference: np.ndarray,
+                workdir: Path) -> dict[int, dict[str, Any]]:
+    """One study of ``variant`` with ``seed``, run to each budget in turn (a resume each time, as a
+    user extends a study): the figures at every budget."""
     sampler, sweep, early = VARIANTS[variant]
     config = base.model_copy(update={
-        "name": f"{variant.replace('+', '-')}-{budget}-{seed}", "n_trials": budget,
+        "name": f"{variant.replace('+', '-')}-{seed}", "n_trials": budgets[-1],
         "sampler": base.sampler.model_copy(update={"name": sampler, "seed": seed}),
         "sweep": base.sweep.model_copy(update={"enabled": sweep}),
     })
@@ -144,21 +148,50 @@ def run_variant(ctx: Any, base: Any, variant: str, budget: int, seed: int, refer
         es = config.early_stopping
         evaluate = counter.staged(EarlyStopRule.for_study(config), es.stages, es.confidence)
     folder = StudyFolder(workdir / config.name)
-    start = time.perf_counter()
-    stats = run_study(folder, config, context=ctx, evaluate=evaluate)
-    seconds = time.perf_counter() - start
-    study = open_study(folder, config, create=False)
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and feasible(t)]
-    hv = hypervolume(np.array([t.values for t in done]), config.directions(), reference) if done else 0.0
-    history = []  # the run's hypervolume after each budget trial (for "random needs x times")
-    front: list[list[float]] = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if t.state.name == "COMPLETE" and feasible(t):
-            front.append(list(t.values))
-        if t.state.name == "COMPLETE" and not t.user_attrs.get("derived"):
-            history.append(front and hypervolume(np.array(front), config.directions(), reference) or 0.0)
-    return {"hv": hv, "passes": counter.passes, "screened": stats.screened, "early_stopped": stats.early_stopped,
-            "seconds": seconds, "history": history}
+    out: dict[int, dict[str, Any]] = {}
+    seconds, screened, stopped = 0.0, 0, 0
+    for budget in budgets:
+        start = time.perf_counter()
+        stats = run_study(folder, config, n_trials=budget, context=ctx, evaluate=evaluate)
+        seconds += time.perf_counter() - start
+        screened, stopped = screened + stats.screened, stopped + stats.early_stopped
+        study = open_study(folder, config, create=False)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and feasible(t)]
+        hv = hypervolume(np.array([t.values for t in done]), config.directions(), reference) if done else 0.0
+        history = []  # the run's hypervolume after each budget trial (for "random needs x times")
+        front: list[list[float]] = []
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            if t.state.name == "COMPLETE" and feasible(t):
+                front.append(list(t.values))
+            if t.state.name == "COMPLETE" and not t.user_attrs.get("derived"):
+                history.append(front and hypervolume(np.array(front), config.directions(), reference) or 0.0)
+        out[budget] = {"hv": hv, "passes": counter.passes, "screened": screened, "early_stopped": stopped,
+                       "seconds": seconds, "history": history}
+    return out
+
+
+def plot_efficiency(results: dict[tuple[str, int], list[dict[str, Any]]], exhaustive: float, out: Path) -> None:
+    """Median hypervolume ratio against median dev passes, one line per variant, a point per budget
+    (the bars: the range over seeds)."""
+    import matplotlib.pyplot as plt  # lazy: only with --plot
+
+    from dse.analysis.plots import save_figure
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for variant in dict.fromkeys(v.replace("random-long", "random") for v, _ in results):
+        runs = sorted((b, rs) for (v, b), rs in results.items() if v.replace("random-long", "random") == variant)
+        ratios = [np.array([r["hv"] / exhaustive for r in rs]) for _, rs in runs]
+        passes = [float(np.median([r["passes"] for r in rs])) for _, rs in runs]
+        mid = np.array([float(np.median(r)) for r in ratios])
+        spread = np.array([mid - [r.min() for r in ratios], [r.max() for r in ratios] - mid])
+        ax.errorbar(passes, mid, yerr=spread, marker="o", ms=4, capsize=2, lw=1.2, label=variant)
+        for (budget, _), x, y in zip(runs, passes, mid):
+            ax.annotate(str(budget), (x, y), textcoords="offset points", xytext=(3, -9), fontsize=7)
+    ax.set_xlabel("model dev passes (median over seeds)")
+    ax.set_ylabel("hypervolume / exhaustive")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    save_figure(fig, out)
 
 
 def main() -> None:
@@ -170,10 +203,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "edgebert-dse" / "search-efficiency")
+    ap.add_argument("--caps", type=json.loads, default={},
+                    help='variant -> largest budget, as JSON (e.g. {"gp": 50}: GP asks grow with the study)')
     ap.add_argument("--random-factor", type=int, default=5,
                     help="random search also runs to this many times the largest budget")
     ap.add_argument("--overhead-trials", type=int, default=2000,
                     help="coordinator cost measured at this study size (0: not measured)")
+    ap.add_argument("--plot", type=Path, default=None,
+                    help="also draw the hypervolume ratio against dev passes per variant (.png and .svg)")
+    ap.add_argument("--results", type=Path, default=None, help="also write every run's figures as JSON")
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     variants = args.variants.split(",")
@@ -196,13 +234,13 @@ def main() -> None:
 
     results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant, budget, seed in itertools.product(variants, budgets, range(args.seeds)):
-            r = run_variant(ctx, base, variant, budget, seed, reference, Path(tmp))
-            results.setdefault((variant, budget), []).append(r)
-        if "random" in variants:  # how far random search has to go for the best one's hypervolume
-            for seed in range(args.seeds):
-                r = run_variant(ctx, base, "random", budgets[-1] * args.random_factor, seed, reference, Path(tmp))
-                results.setdefault(("random-long", budgets[-1] * args.random_factor), []).append(r)
+        for variant, seed in itertools.product(variants, range(args.seeds)):
+            mine = [b for b in budgets if b <= args.caps.get(variant, budgets[-1])]
+            if variant == "random":  # how far random search has to go for the best one's hypervolume
+                mine.append(budgets[-1] * args.random_factor)
+            for budget, r in run_variant(ctx, base, variant, mine, seed, reference, Path(tmp)).items():
+                key = "random-long" if budget > budgets[-1] else variant
+                results.setdefault((key, budget), []).append(r)
     print(f"{'variant':<14} {'budget':>6} {'hv ratio median':>16} {'range':>15} {'dev passes':>11} "
           f"{'screened':>9} {'stopped':>8} {'s/run':>6}")
     median: dict[tuple[str, int], float] = {}
@@ -213,6 +251,12 @@ def main() -> None:
         print(f"{variant:<14} {budget:>6} {median[variant, budget]:>16.3f} {min(ratios):>7.3f}..{max(ratios):<7.3f} "
               f"{np.median([r['passes'] for r in runs]):>11.2f} {np.median([r['screened'] for r in runs]):>9.0f} "
               f"{np.median([r['early_stopped'] for r in runs]):>8.0f} {np.mean([r['seconds'] for r in runs]):>6.1f}")
+
+    if args.results:
+        args.results.write_text(json.dumps({"exhaustive_hv": exhaustive, "front": front.tolist(), "runs": [
+            {"variant": v, "budget": b, **r} for (v, b), runs in results.items() for r in runs]}, indent=1))
+    if args.plot:
+        plot_efficiency(results, exhaustive, args.plot)
 
     top = budgets[-1]
     best = max(variants, key=lambda v: median.get((v, top), -1.0))
