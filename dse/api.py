@@ -313,15 +313,18 @@ def evaluate_export(export: PathLike, *, model: bool = False) -> dict[str, float
 
 
 def deploy(export: PathLike, *, threads: int | None = None, max_rows: int | None = None,
-           glue_dir: PathLike | None = None, format: str = "onnx") -> DeployReport:  # noqa: A002
+           glue_dir: PathLike | None = None, format: str = "onnx",  # noqa: A002
+           lengths: list[int] | None = None) -> DeployReport:
     """Write ``<export>/deploy/`` (fp32 and int8 early-exit deployables, deploy.json) and measure
     size, accuracy, agreement with the trial and per-sentence latency on this CPU (the first
     ``max_rows`` of the trial's dev rows). ``format``: ``"onnx"`` (onnxruntime; latency at 1, 2
-    and 4 threads, or ``threads`` alone) or ``"torchscript"`` (legacy; ``threads`` torch threads)."""
+    and 4 threads, or ``threads`` alone), ``"litert"`` (the ``litert`` extra; signatures at each of
+    ``lengths`` tokens, default powers of two from 16 up to the export's ``max_seq_length``) or
+    ``"torchscript"`` (legacy; ``threads`` torch threads)."""
     from dse.artifacts.deploy import deploy_export
 
     return deploy_export(_export_folder(export), threads=threads, max_rows=max_rows,
-                         glue_dir=None if glue_dir is None else os.fspath(glue_dir), format=format)
+                         glue_dir=None if glue_dir is None else os.fspath(glue_dir), format=format, lengths=lengths)
 
 
 def prepare(definition: PathLike | StudyConfig, *, progress: Callable[[PreparedTask], None] | None = None,

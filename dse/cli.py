@@ -263,9 +263,13 @@ def deploy(
     format: Annotated[str, typer.Option(  # noqa: A002
         "--format", help="onnx (onnxruntime, the deployable), litert (LiteRT; pip install "
                          "'edgebert-dse[litert]') or torchscript (legacy)")] = "onnx",
+    lengths: Annotated[Optional[str], typer.Option(
+        "--lengths", help="litert: the sequence lengths to hold signatures for, e.g. 32,128 (default: powers "
+                          "of two from 16 up to the export's max_seq_length)")] = None,
 ) -> None:
     """Write DIR/deploy/ (fp32 + int8 early-exit deployables); print size, accuracy, latency."""
-    result = api.deploy(directory, threads=threads, max_rows=max_rows, format=format)
+    result = api.deploy(directory, threads=threads, max_rows=max_rows, format=format,
+                        lengths=_lengths(lengths))
     table = Table(title=f"{result.task}, {result.format}: {result.dev_rows} dev rows, batch 1 "
                         f"(trial accuracy {result.trial_accuracy:.2f})")
     thread_counts = list(result.fp32.latency_ms_by_threads)
@@ -312,6 +316,17 @@ def _thresholds(text: str | None) -> float | list[float] | None:
         raise typer.BadParameter(f"expected a number of nats, or one per layer separated by commas; got {text!r}",
                                  param_hint="'--threshold'") from None
     return values[0] if len(values) == 1 else values
+
+
+def _lengths(text: str | None) -> list[int] | None:
+    """``--lengths``: token counts separated by commas."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"expected token counts separated by commas, e.g. 32,128; got {text!r}",
+                                 param_hint="'--lengths'") from None
 
 
 @app.command("trace")

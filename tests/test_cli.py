@@ -202,7 +202,7 @@ def test_deploy_litert_matches_onnx_on_a_pinned_design(pinned_deploy) -> None:  
     """``--format litert`` of the pinned design against its ``--format onnx``: issue #20's LiteRT int8 row."""
     pytest.importorskip("litert_torch")
     out, trial, onnx, env = pinned_deploy
-    run = dse("deploy", str(out), "--format", "litert", "--threads", "1", env=env)
+    run = dse("deploy", str(out), "--format", "litert", "--threads", "1", "--lengths", "32,128", env=env)
     assert run.returncode == 0, run.stderr
     litert = json.loads(run.stdout.strip().splitlines()[-1])
     assert litert["format"] == "litert" and litert["dev_rows"] == 200 and litert["threads"] == 1
@@ -304,6 +304,8 @@ BAD_CLI = [
     (["deploy", "{tmp}/nope"], "no such export folder"),
     (["deploy", "{tmp}", "--threads", "0"], "Invalid value for '--threads'"),
     (["deploy", "{tmp}", "--format", "tflite"], "unknown deploy format 'tflite' (choose from onnx, torchscript, litert)"),
+    (["deploy", "{tmp}", "--lengths", "32"], "--lengths applies to --format litert only"),
+    (["deploy", "{tmp}", "--format", "litert", "--lengths", "32,x"], "Invalid value for '--lengths'"),
     (["frobnicate"], "No such command"),
     (["trace", "{tmp}", "--threshold", "0.2"], "is a folder; give the CSV trace file"),
     (["trace", "{space}", "--threshold", "0.2", "--envm-cell", "bogus"], "envm_cell: unknown eNVM cell 'bogus'"),

@@ -70,6 +70,7 @@ from torch import nn
 
 from dse.artifacts.export import MODEL_DIR
 from dse.artifacts.hf_export import ExportedModel, ExportScore, exported_dev_rows, load_exported_model
+from dse.artifacts.traceable import EmbedStep, attention_bias
 from dse.compression.apply import traceable_activation_quantization
 from dse.data import resolve_glue_dir
 from dse.data.metrics import main_metric
@@ -118,23 +119,6 @@ DEPLOY_VERSION = 2  # 2: format, ONNX folders, agreement with the trial, latency
 WARMUP_ROWS = 10
 
 
-class _Embed(nn.Module):
-    """Token ids -> hidden states ``[b, s, hidden]`` (traced)."""
-
-    _model: EarlyExitModel
-
-    def __init__(self, model: EarlyExitModel) -> None:
-        super().__init__()
-        # register only what _embed uses: a traced module keeps every registered weight
-        self.embeddings = model.backbone.embeddings
-        if model.config.model_type == "albert":
-            self.mapping = model.backbone.encoder.embedding_hidden_mapping_in
-        self.__dict__["_model"] = model  # unregistered, for the same reason
-
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self._model._embed(input_ids, token_type_ids)
-
-
 class _Layer(nn.Module):
     """Encoder layer ``index``: ``(h, bias [b, heads, s, s]) -> h`` (traced)."""
 
@@ -164,17 +148,6 @@ class _EarlyExit(nn.Module):
         self.register_buffer("spans", spans.float().clone())  # [layers, heads]; inf = unlimited
         self.register_buffer("thresholds", thresholds.float().clone())  # [layers], nats
         self.num_labels = num_labels
-        self.low = float(torch.finfo(torch.float32).min)  # the additive bias hiding a key
-
-    def _bias(self, attention_mask: torch.Tensor, index: int) -> torch.Tensor:
-        s = attention_mask.shape[1]
-        low = self.low
-        pad = torch.zeros(attention_mask.shape, dtype=torch.float32).masked_fill(attention_mask == 0, low)
-        pos = torch.arange(s)
-        dist = (pos[:, None] - pos[None, :]).abs().float()
-        span = torch.zeros(dist.shape, dtype=torch.float32)[None] \
-            .masked_fill(dist[None] > self.spans[index][:, None, None], low)  # [heads, s, s]
-        return (pad[:, None, None, :] + span[None]).clamp(min=low)
 
     def _pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if not self.mean_pooling:
@@ -193,7 +166,7 @@ class _EarlyExit(nn.Module):
         last = len(self.layers) - 1
         for index, (layer, ramp) in enumerate(zip(self.layers, self.ramps)):
             if alive.numel() > 0:  # TorchScript unrolls this loop: skip, not break
-                h = layer(h, self._bias(mask, index))
+                h = layer(h, attention_bias(mask, self.spans[index]))
                 logits = ramp(self._pool(h, mask)).float()
                 log_p = torch.log_softmax(logits, dim=-1)
                 done = -(log_p.exp() * log_p).sum(-1) < self.thresholds[index]
@@ -211,7 +184,7 @@ class _EarlyExit(nn.Module):
         h = self.embed(input_ids, token_type_ids)
         out: list[torch.Tensor] = []
         for index, (layer, ramp) in enumerate(zip(self.layers, self.ramps)):
-            h = layer(h, self._bias(attention_mask, index))
+            h = layer(h, attention_bias(attention_mask, self.spans[index]))
             out.append(ramp(self._pool(h, attention_mask)).float())
         return torch.stack(out)
 
@@ -238,7 +211,7 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
             qconfigs = {nn.Linear: torch.ao.quantization.default_dynamic_qconfig,
                         nn.Embedding: torch.ao.quantization.float_qparams_weight_only_qconfig}
             model = torch.ao.quantization.quantize_dynamic(model, qconfigs, dtype=torch.qint8)
-        embed = torch.jit.trace(_Embed(model), (ids, torch.zeros_like(ids)), check_trace=False)
+        embed = torch.jit.trace(EmbedStep(model), (ids, torch.zeros_like(ids)), check_trace=False)
         layers = [torch.jit.trace(_Layer(model, i), (h, bias), check_trace=False) for i in range(model.num_layers)]
         ramps = [torch.jit.trace(r, (h[:, 0],), check_trace=False) for r in model.off_ramps]
         return torch.jit.script(_EarlyExit(embed, layers, ramps, spans, thresholds, model.num_labels,
@@ -443,7 +416,8 @@ def _check_format(format: str) -> None:  # noqa: A002 - the CLI option's name
 
 
 def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_rows: int | None = None,
-                  glue_dir: str | Path | None = None, format: str = "onnx") -> DeployReport:  # noqa: A002
+                  glue_dir: str | Path | None = None, format: str = "onnx",  # noqa: A002
+                  lengths: list[int] | None = None) -> DeployReport:
     """Write ``EXPORT_DIR/deploy/`` (fp32 and int8 deployables + deploy.json) and measure both.
 
     ``format``: ``"onnx"`` (per-layer ONNX graphs run by onnxruntime with a host exit loop;
@@ -451,8 +425,12 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
     LiteRT file's signatures, run by ai_edge_litert; the ``litert`` extra) or ``"torchscript"``
     (legacy; latency at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first
     ``max_rows`` of them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
+    ``lengths`` (litert only): the sequence lengths the LiteRT file holds signatures for (default:
+    powers of two from 16 up to the export's ``max_seq_length``, then it).
     """
     _check_format(format)
+    if lengths is not None and format != "litert":
+        raise DSEError("--lengths applies to --format litert only")
     export_dir = Path(export_dir)
     exported = load_exported_model(_model_folder(export_dir))
     if max_rows is not None and max_rows < 1:
@@ -489,24 +467,28 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
                        "earlier off-ramps re-centred and tempered for these graphs on the design's DVFS training rows",
                "int8_off_ramp_calibration": calibrated}
     elif format == "litert":
-        from dse.artifacts.litert_export import export_litert, litert_size_mb, quantize_litert_calibrated
+        from dse.artifacts.litert_export import export_litert, length_buckets, litert_size_mb, quantize_litert_calibrated
 
+        seq_lens = sorted(set(lengths or length_buckets(s.max_seq_length)))
+        if not 2 <= seq_lens[0] <= seq_lens[-1] <= s.max_seq_length:
+            raise DSEError(f"--lengths {','.join(map(str, seq_lens))}: each must be in 2..{s.max_seq_length} "
+                           "(the export's max_seq_length)")
         thread_counts = [threads] if threads is not None else list(ONNX_THREADS)
         folders = {"fp32": out / LITERT_FP32_DIR, "int8": out / LITERT_INT8_DIR}
         with atomic_folder(folders["fp32"]) as tmp:
-            export_litert(exported.model, exported.thresholds, tmp, seq_len=s.max_seq_length, label_names=s.label_names)
+            export_litert(exported.model, exported.thresholds, tmp, seq_lens=seq_lens, label_names=s.label_names)
         with atomic_folder(folders["int8"]) as tmp:
             calibrated = quantize_litert_calibrated(exported.model, exported.thresholds, folders["fp32"], tmp,
-                                                    _calibration_rows(exported, glue_dir), seq_len=s.max_seq_length,
-                                                    label_names=s.label_names, pad_id=exported.tokenizer.pad_token_id or 0)
+                                                    _calibration_rows(exported, glue_dir), label_names=s.label_names,
+                                                    pad_id=exported.tokenizer.pad_token_id or 0)
         figures, preds = _measure_folders(folders, measure_litert, litert_size_mb, thread_counts, task, rows, trial)
         report_threads = thread_counts[0]
         files = {"fp32": f"{LITERT_FP32_DIR}/", "int8": f"{LITERT_INT8_DIR}/", "tokenizer": f"../{MODEL_DIR}"}
         how = {"format": "LiteRT (TensorFlow Lite FlatBuffer, litert-torch), one model.tflite with a signature per "
-                         f"step (embed, layer_NN), batch 1, {s.max_seq_length} tokens (rows padded to it); run with "
-                         "LiteRTEarlyExitRunner in early_exit_runner.py (numpy + ai_edge_litert)",
-               "inputs": "input_ids, attention_mask, token_type_ids: int64 [batch, seq], seq at most "
-                         f"{s.max_seq_length}",
+                         f"step and length (embed_N, layer_NN_N; N in {seq_lens}), batch 1; a call runs at the "
+                         "shortest N that holds its rows, padded to it; run with LiteRTEarlyExitRunner in "
+                         "early_exit_runner.py (numpy + ai_edge_litert)",
+               "inputs": f"input_ids, attention_mask, token_type_ids: int64 [batch, seq], seq at most {seq_lens[-1]}",
                "outputs": "runner(...): exiting logits [batch, labels], exit layer (1-based) [batch]; "
                           "runner.layer_logits(...): [layers, batch, labels]",
                "int8": "ai_edge_quantizer recipe dynamic_wi8_afp32 (int8 per-channel weights, activations quantized "

@@ -2,22 +2,24 @@
 (fp32), and its int8 quantization by the LiteRT quantizer. Needs the ``litert`` extra
 (``pip install edgebert-dse[litert]``: ``litert-torch`` converts, ``ai-edge-litert`` runs).
 
-``export_litert(model, thresholds, folder, seq_len=...)`` converts the same modules as the ONNX
-path (:class:`~dse.artifacts.onnx_export._Embed` and one
-:class:`~dse.artifacts.onnx_export._Stage` per layer: that layer and its off-ramp, from the
-:func:`~dse.artifacts.onnx_export._plain_copy` whose static AdaptivFloat activation quantizers are
+``export_litert(model, thresholds, folder, seq_lens=...)`` converts the same modules as the ONNX
+path (:class:`~dse.artifacts.traceable.EmbedStep` and one
+:class:`~dse.artifacts.traceable.LayerStep` per layer: that layer and its off-ramp, from the
+:func:`~dse.artifacts.traceable.traceable_copy` whose static AdaptivFloat activation quantizers are
 plain float operations) with ``litert_torch`` into ``model.tflite``, whose signatures are ``embed``
-and ``layer_01`` ... ``layer_NN``; writes ``runner.json`` and the same host runner as the ONNX
-folders (``early_exit_runner.py``, :class:`~dse.artifacts.onnx_runner.LiteRTEarlyExitRunner`).
+and ``layer_01`` ... ``layer_NN`` at each of ``seq_lens`` tokens (``embed_32``, ``layer_01_32``:
+:func:`~dse.artifacts.onnx_runner.signature_name`); writes ``runner.json`` and the same host runner
+as the ONNX folders (``early_exit_runner.py``, :class:`~dse.artifacts.onnx_runner.LiteRTEarlyExitRunner`).
 
-Why one file of per-layer signatures at batch 1 and a fixed sequence length: litert-torch 0.10
-cannot lower a dynamic sequence length through these models (the embedding's ``position_ids``
-slice to a symbolic length fails in its JAX lowering, with the v1 and the v2 converter); the exit
-decision is data-dependent control flow, which ``torch.export`` traces only as ``torch.cond``
-(not tried with this converter), so the exit loop is on the host, as for ONNX; one file with one
-signature per step keeps the steps in one interpreter (one thread pool, one
-allocation) and one quantizer pass. Rows are padded to ``seq_len`` (the export's
-``max_seq_length``); the padding is masked out, so the logits are the unpadded ones.
+Why per-layer signatures at batch 1 and fixed sequence lengths: litert-torch 0.10 cannot lower a
+dynamic sequence length through these models (the embedding's ``position_ids`` slice to a
+symbolic length fails in its JAX lowering, with the v1 and the v2 converter); the exit decision is
+data-dependent control flow, which ``torch.export`` traces only as ``torch.cond`` (not tried with
+this converter), so the exit loop is on the host, as for ONNX; one file keeps the steps in one
+interpreter (one thread pool, one allocation), their weights stored once, and one quantizer pass.
+A row runs at the shortest length that holds it (:func:`length_buckets`: powers of two from 16 up
+to the export's ``max_seq_length``), so a short sentence does not pay for the longest one; the
+padding is masked out, so the logits are the unpadded ones.
 
 ``quantize_litert(src, dst)`` writes the same folder with ``ai_edge_quantizer``'s
 ``dynamic_wi8_afp32`` recipe: int8 weights (per channel) for every ``FULLY_CONNECTED`` (attention,
@@ -32,26 +34,39 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from dse.artifacts import onnx_runner
-from dse.artifacts.onnx_export import RUNNER_FILE, _Embed, _plain_copy, _Stage, calibrate_off_ramps_for_runner
+from dse.artifacts.onnx_export import RUNNER_FILE, calibrate_off_ramps_for_runner
+from dse.artifacts.traceable import EmbedStep, LayerStep, traceable_copy
 from dse.compression.offramp_calibration import standardised_off_ramps
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
 
-__all__ = ["MODEL_FILE", "export_litert", "litert_size_mb", "quantize_litert", "quantize_litert_calibrated"]
+__all__ = ["MODEL_FILE", "export_litert", "length_buckets", "litert_size_mb", "quantize_litert", "quantize_litert_calibrated"]
 
 MODEL_FILE = "model.tflite"
 EMBED_SIGNATURE = "embed"
+SHORTEST_BUCKET = 16  # tokens: shorter lengths would save little beside the per-call overhead
 
 
 def layer_signature(index: int) -> str:
     return f"layer_{index + 1:02d}"
+
+
+def length_buckets(max_seq_length: int) -> list[int]:
+    """The sequence lengths a LiteRT file is converted at: powers of two from 16 below
+    ``max_seq_length``, then ``max_seq_length`` (a row pads to the shortest that holds it)."""
+    out = []
+    n = SHORTEST_BUCKET
+    while n < max_seq_length:
+        out.append(n)
+        n *= 2
+    return [*out, max_seq_length]
 
 
 class _Named(nn.Module):
@@ -84,29 +99,36 @@ def _quiet_converter() -> Iterator[None]:
 
 
 @torch.no_grad()
-def export_litert(model: EarlyExitModel, thresholds: torch.Tensor, folder: Path, *, seq_len: int,
+def export_litert(model: EarlyExitModel, thresholds: torch.Tensor, folder: Path, *, seq_lens: Sequence[int],
                   label_names: list[str] | None = None) -> Path:
-    """Write ``model``'s fp32 LiteRT file (one signature per step, batch 1, ``seq_len`` tokens)
-    with its runner into ``folder`` (``model`` is not modified: a copy is converted)."""
+    """Write ``model``'s fp32 LiteRT file (one signature per step and length in ``seq_lens``, batch
+    1) with its runner into ``folder`` (``model`` is not modified: a copy is converted)."""
     import litert_torch
 
-    if not 2 <= seq_len <= model.config.max_position_embeddings:
-        raise ValueError(f"seq_len {seq_len}: must be in 2..{model.config.max_position_embeddings}")
+    seq_lens = sorted(set(seq_lens))
+    if not seq_lens or not 2 <= seq_lens[0] <= seq_lens[-1] <= model.config.max_position_embeddings:
+        raise ValueError(f"sequence lengths {seq_lens}: each must be in 2..{model.config.max_position_embeddings}")
     spans = model.spans.clone()
-    model = _plain_copy(model)
+    model = traceable_copy(model)
     folder.mkdir(parents=True, exist_ok=True)
-    ids = torch.ones(1, seq_len, dtype=torch.long)
-    converter = litert_torch.signature(
-        EMBED_SIGNATURE, _Named(_Embed(model), ("hidden",)).eval(),
-        sample_kwargs={"input_ids": ids, "token_type_ids": torch.zeros_like(ids)})
-    h = torch.zeros(1, seq_len, model.config.hidden_size)
-    for index in range(model.num_layers):
-        converter.signature(layer_signature(index), _Named(_Stage(model, index, spans[index]), ("hidden_out", "logits")).eval(),
-                            sample_kwargs={"hidden": h, "attention_mask": torch.ones_like(ids)})
+    converter = None
+    for n in seq_lens:
+        ids = torch.ones(1, n, dtype=torch.long)
+        embed = _Named(EmbedStep(model), ("hidden",)).eval()
+        sample = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids)}
+        name = onnx_runner.signature_name(EMBED_SIGNATURE, n)
+        converter = (litert_torch.signature(name, embed, sample_kwargs=sample) if converter is None
+                     else converter.signature(name, embed, sample_kwargs=sample))
+        h = torch.zeros(1, n, model.config.hidden_size)
+        for index in range(model.num_layers):
+            step = _Named(LayerStep(model, index, spans[index]), ("hidden_out", "logits")).eval()
+            converter.signature(onnx_runner.signature_name(layer_signature(index), n), step,
+                                sample_kwargs={"hidden": h, "attention_mask": torch.ones_like(ids)})
     with _quiet_converter():
         converter.convert().export(str(folder / MODEL_FILE))
     meta = {"format": "litert", "model": MODEL_FILE, "embed": EMBED_SIGNATURE,
-            "layers": [layer_signature(i) for i in range(model.num_layers)], "seq_len": seq_len,
+            "layers": [layer_signature(i) for i in range(model.num_layers)], "seq_lens": seq_lens,
+            "signature": "STEP_LENGTH, e.g. embed_32, layer_01_32",
             "num_labels": model.num_labels, "label_names": label_names or [],
             "entropy_thresholds_nats": [float(t) for t in thresholds],
             "exit_rule": "a row exits after the first layer whose off-ramp softmax entropy (nats) is strictly "
@@ -135,7 +157,7 @@ def quantize_litert(src: Path, dst: Path) -> Path:
 
 @torch.no_grad()
 def quantize_litert_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, src: Path, dst: Path,
-                               rows: EncodedSet | None, *, pad_id: int, seq_len: int,
+                               rows: EncodedSet | None, *, pad_id: int,
                                label_names: list[str] | None = None) -> dict[str, int]:
     """:func:`quantize_litert` of ``src`` (``model``'s fp32 file) into ``dst``, with the standardised
     earlier off-ramps calibrated on the int8 file's own features of ``rows``, as
@@ -148,7 +170,8 @@ def quantize_litert_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, 
     calibrated, done = calibrate_off_ramps_for_runner(model, runner, rows, pad_id=pad_id)
     del runner  # the interpreter maps the file that is written again below
     with tempfile.TemporaryDirectory() as tmp:
-        export_litert(calibrated, thresholds, Path(tmp), seq_len=seq_len, label_names=label_names)
+        seq_lens = json.loads((src / onnx_runner.MANIFEST_FILE).read_text())["seq_lens"]
+        export_litert(calibrated, thresholds, Path(tmp), seq_lens=seq_lens, label_names=label_names)
         quantize_litert(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
     return done
 

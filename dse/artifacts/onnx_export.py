@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from dse.artifacts import onnx_runner
-from dse.compression.apply import traceable_activation_quantization
+from dse.artifacts.traceable import EmbedStep, LayerStep, traceable_copy
 from dse.compression.offramp_calibration import calibrate_off_ramps_on_features, standardised_off_ramps
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
@@ -43,61 +43,6 @@ QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]
 
 def layer_file(index: int) -> str:
     return f"layer_{index + 1:02d}.onnx"
-
-
-class _Embed(nn.Module):
-    """``(input_ids, token_type_ids) -> hidden [b, s, H]``: the model's own embedding step."""
-
-    def __init__(self, model: EarlyExitModel) -> None:
-        super().__init__()
-        self.backbone = model.backbone.embeddings  # registered: the tables become initializers
-        if model.config.model_type == "albert":
-            self.mapping = model.backbone.encoder.embedding_hidden_mapping_in
-        self.__dict__["_model"] = model  # unregistered: only what _embed reads is exported
-
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.__dict__["_model"]._embed(input_ids, token_type_ids)
-
-
-class _Stage(nn.Module):
-    """``(hidden, attention_mask) -> (hidden', logits)``: layer ``index`` and its off-ramp on the
-    model's pooling of the layer output.
-
-    The padding and attention-span bias is built in the graph from the mask (the span per head
-    is a constant of the graph); the layer and the off-ramp are the model's own forward code.
-    """
-
-    def __init__(self, model: EarlyExitModel, index: int, spans: torch.Tensor) -> None:
-        super().__init__()
-        self.mods = nn.ModuleList(model._layer_modules(index))
-        self.ramp = model.off_ramps[index]
-        self.register_buffer("spans", spans.float().clone())  # [heads]; inf = unlimited
-        self.__dict__["_model"] = model
-        self.index = index
-
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = torch.finfo(torch.float32).min
-        s = hidden.shape[1]
-        pad = torch.zeros(attention_mask.shape, dtype=torch.float32).masked_fill(attention_mask == 0, low)
-        pos = torch.arange(s)
-        dist = (pos[:, None] - pos[None, :]).abs().float()
-        span = torch.zeros(dist.shape, dtype=torch.float32)[None].masked_fill(
-            dist[None] > self.spans[:, None, None], low)  # [heads, s, s]
-        bias = (pad[:, None, None, :] + span[None]).clamp(min=low)
-        model = self.__dict__["_model"]
-        h = model._run_layer(self.index, hidden, bias)
-        return h, self.ramp(pool_hidden(h, attention_mask, model.pooling)).float()
-
-
-def _plain_copy(model: EarlyExitModel) -> EarlyExitModel:
-    """An eval copy whose AdaptivFloat activation quantizers are written in traceable float
-    operations, and whose layers take the bias as given."""
-    model = copy.deepcopy(model).eval()
-    traceable_activation_quantization(model)
-    # The stage builds padding + span bias itself; the model's own span mask branches on the
-    # sequence length in Python, which a graph with a dynamic length cannot hold.
-    model.__dict__["_span_masks"] = lambda index, name, s, pad_bias: (pad_bias, None)
-    return model
 
 
 def _save_graph(module: nn.Module, args: tuple[torch.Tensor, ...], names: tuple[list[str], list[str]],
@@ -118,16 +63,16 @@ def export_onnx(model: EarlyExitModel, thresholds: torch.Tensor, folder: Path, *
                 label_names: list[str] | None = None) -> Path:
     """Write the fp32 per-layer graphs of ``model`` with their runner into ``folder`` (not modified: a copy)."""
     spans = model.spans.clone()
-    model = _plain_copy(model)
+    model = traceable_copy(model)
     folder.mkdir(parents=True, exist_ok=True)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=4096)
     ids = torch.ones(2, 8, dtype=torch.long)
-    _save_graph(_Embed(model), (ids, torch.zeros_like(ids)), (["input_ids", "token_type_ids"], ["hidden"]),
+    _save_graph(EmbedStep(model), (ids, torch.zeros_like(ids)), (["input_ids", "token_type_ids"], ["hidden"]),
                 {"input_ids": {0: batch, 1: seq}, "token_type_ids": {0: batch, 1: seq}}, folder / EMBED_FILE)
     h = torch.zeros(2, 8, model.config.hidden_size)
     mask = torch.ones(2, 8, dtype=torch.long)
     for index in range(model.num_layers):
-        _save_graph(_Stage(model, index, spans[index]), (h, mask), (["hidden", "attention_mask"], ["hidden_out", "logits"]),
+        _save_graph(LayerStep(model, index, spans[index]), (h, mask), (["hidden", "attention_mask"], ["hidden_out", "logits"]),
                     {"hidden": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}, folder / layer_file(index))
     _write_runner(folder, thresholds, model.num_labels, label_names)
     return folder
@@ -222,7 +167,7 @@ def _replace_off_ramp_tensors(src: Path, dst: Path, model: EarlyExitModel, calib
         proto = onnx.load(str(src / layer_file(index)))
         inits = {t.name: t for t in proto.graph.initializer}
         ramp, new = model.off_ramps[index].state_dict(), calibrated.off_ramps[index].state_dict()
-        others = [t for n, t in _Stage(model, index, model.spans[index]).state_dict().items()
+        others = [t for n, t in LayerStep(model, index, model.spans[index]).state_dict().items()
                   if not n.startswith("ramp.")]
         for name in names:
             init, old = inits.get(f"ramp.{name}"), ramp[name].cpu()

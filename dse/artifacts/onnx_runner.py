@@ -11,8 +11,9 @@ so the deployable runs anywhere its runtime runs::
 An ONNX folder holds ``embed.onnx`` (token ids -> hidden states), one ``layer_NN.onnx`` per encoder
 layer (hidden states, attention mask -> next hidden states and that layer's off-ramp logits;
 the attention-span mask is computed inside the graph) and ``runner.json`` (thresholds, labels).
-A LiteRT folder holds one ``model.tflite`` with the same steps as signatures (``embed``,
-``layer_NN``) at batch 1 and a fixed sequence length (inputs are padded to it) and ``runner.json``.
+A LiteRT folder holds one ``model.tflite`` with the same steps as signatures at batch 1, each at
+a few fixed sequence lengths (``embed_32``, ``layer_01_32``, ...: a call runs at the shortest that
+holds its rows, padded to it) and ``runner.json``.
 The exit loop is here, on the host, the same for both (:class:`ExitLoop`): after each layer, the
 rows whose off-ramp softmax entropy (nats) is strictly below that layer's threshold leave the batch
 with those logits; the last layer always exits. Rows that left are never computed again, so early
@@ -29,9 +30,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MANIFEST_FILE", "EarlyExitRunner", "ExitLoop", "LiteRTEarlyExitRunner", "entropy_nats"]
+__all__ = ["MANIFEST_FILE", "EarlyExitRunner", "ExitLoop", "LiteRTEarlyExitRunner", "entropy_nats", "signature_name"]
 
 MANIFEST_FILE = "runner.json"
+
+
+def signature_name(step: str, seq_len: int) -> str:
+    """A LiteRT file's signature of ``step`` (``embed``, ``layer_NN``) at ``seq_len`` tokens."""
+    return f"{step}_{seq_len}"
 
 
 def entropy_nats(logits: np.ndarray) -> np.ndarray:
@@ -130,40 +136,54 @@ class EarlyExitRunner(ExitLoop):
 
 
 class LiteRTEarlyExitRunner(ExitLoop):
-    """One LiteRT ``.tflite`` file with a signature per step, run by ``ai_edge_litert``'s interpreter.
+    """One LiteRT ``.tflite`` file with a signature per step and sequence length, run by
+    ``ai_edge_litert``'s interpreter.
 
-    The signatures take one row of ``runner.json``'s ``seq_len`` tokens: rows are padded to it
-    (ids and mask 0) and run one at a time; longer rows are refused."""
+    A call runs at the shortest of ``runner.json``'s ``seq_lens`` that holds its rows (columns
+    past every row's last real token are dropped, the rest padded with ids and mask 0), one row
+    at a time; longer rows are refused."""
 
     def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         super().__init__(folder)
-        self.seq_len = int(self.meta["seq_len"])
+        self.seq_lens = sorted(int(n) for n in self.meta["seq_lens"])
+        self.seq_len = self.seq_lens[-1]
         self.interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=threads)
-        self.embed = self.interpreter.get_signature_runner(self.meta["embed"])
-        self.layers = [self.interpreter.get_signature_runner(name) for name in self.meta["layers"]]
+        self.steps = {n: (self.interpreter.get_signature_runner(signature_name(self.meta["embed"], n)),
+                          [self.interpreter.get_signature_runner(signature_name(name, n)) for name in self.meta["layers"]])
+                      for n in self.seq_lens}
+        embed, layers = self.steps[self.seq_len]
         # the converter stores int64 inputs as int32 (LiteRT's usual index type)
-        self._dtypes = {name: d["dtype"] for name, d in self.embed.get_input_details().items()}
-        self._mask_dtype = self.layers[0].get_input_details()["attention_mask"]["dtype"]
-
-    def _pad(self, x: np.ndarray) -> np.ndarray:
-        if x.shape[1] > self.seq_len:
-            raise ValueError(f"{x.shape[1]} tokens: this LiteRT model takes at most {self.seq_len}")
-        return np.pad(x, ((0, 0), (0, self.seq_len - x.shape[1])))
+        self._dtypes = {name: d["dtype"] for name, d in embed.get_input_details().items()}
+        self._mask_dtype = layers[0].get_input_details()["attention_mask"]["dtype"]
+        self._length = self.seq_len  # the sequence length of the call in progress
 
     def _start(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                token_type_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(input_ids, dtype=np.int64)
+        mask = np.asarray(attention_mask, dtype=np.int64)
         types = np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64)
-        return self._embed(self._pad(ids), self._pad(types)), self._pad(np.asarray(attention_mask, dtype=np.int64))
+        used = np.flatnonzero(mask.any(axis=0))
+        width = int(used[-1]) + 1 if len(used) else 1
+        fits = [n for n in self.seq_lens if n >= width]
+        if not fits:
+            raise ValueError(f"{width} tokens: this LiteRT model takes at most {self.seq_len}")
+        self._length = fits[0]
+
+        def fit(x: np.ndarray) -> np.ndarray:
+            return np.pad(x[:, :width], ((0, 0), (0, self._length - width)))
+
+        return self._embed(fit(ids), fit(types)), fit(mask)
 
     def _embed(self, input_ids: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        embed = self.steps[self._length][0]
         ids, types = input_ids.astype(self._dtypes["input_ids"]), token_type_ids.astype(self._dtypes["token_type_ids"])
-        return np.concatenate([self.embed(input_ids=ids[r:r + 1], token_type_ids=types[r:r + 1])["hidden"]
+        return np.concatenate([embed(input_ids=ids[r:r + 1], token_type_ids=types[r:r + 1])["hidden"]
                                for r in range(len(ids))])
 
     def _layer(self, index: int, hidden: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        layer = self.steps[self._length][1][index]
         mask = attention_mask.astype(self._mask_dtype)
-        outs = [self.layers[index](hidden=hidden[r:r + 1], attention_mask=mask[r:r + 1]) for r in range(len(hidden))]
+        outs = [layer(hidden=hidden[r:r + 1], attention_mask=mask[r:r + 1]) for r in range(len(hidden))]
         return np.concatenate([o["hidden_out"] for o in outs]), np.concatenate([o["logits"] for o in outs])

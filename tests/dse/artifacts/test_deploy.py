@@ -94,20 +94,25 @@ def _glue(tmp_path: Path) -> Path:
     return tmp_path / "glue"
 
 
-def test_deploy_onnx_writes_measured_fp32_and_int8_folders(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
-    rows = encoded(tiny_tokenizer(), texts(30))
-    export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
-    report = deploy_export(tmp_path / "knee", glue_dir=_glue(tmp_path), max_rows=6)  # format onnx: the default
-    out = tmp_path / "knee" / DEPLOY_DIR
-    assert report.format == "onnx" and report.dev_rows == 6 and report.threads == 1
+def assert_measured_like_the_trial(report, fmt: str) -> None:  # noqa: ANN001
+    """A report of 6 dev rows of a 3-layer design without activation quantization (SPEC), so the fp32
+    deployable is the trial's model and exit rule; latencies at 1, 2 and 4 threads."""
+    assert report.format == fmt and report.dev_rows == 6 and report.threads == 1
     assert 0 < report.int8.size_mb < report.fp32.size_mb
-    # no activation quantization in SPEC: the fp32 graphs are the trial's model and exit rule
     assert report.fp32.accuracy == pytest.approx(report.trial_accuracy)
     assert report.fp32.trial_agreement == 1.0 and report.fp32.exit_agreement >= 5 / 6  # the median row may tip
     for f in (report.fp32, report.int8):
         assert list(f.latency_ms_by_threads) == ["1", "2", "4"]
         assert all(0 < v["median_ms"] <= v["p95_ms"] for v in f.latency_ms_by_threads.values())
         assert f.latency_median_ms == f.latency_ms_by_threads["1"]["median_ms"] and 1 <= f.avg_exit_layer <= 3
+
+
+def test_deploy_onnx_writes_measured_fp32_and_int8_folders(compressed_bert: EarlyExitModel, tmp_path: Path) -> None:
+    rows = encoded(tiny_tokenizer(), texts(30))
+    export(compressed_bert, tmp_path / "knee" / MODEL_DIR, mid_threshold(compressed_bert, rows))
+    report = deploy_export(tmp_path / "knee", glue_dir=_glue(tmp_path), max_rows=6)  # format onnx: the default
+    out = tmp_path / "knee" / DEPLOY_DIR
+    assert_measured_like_the_trial(report, "onnx")
     for name in (ONNX_FP32_DIR, ONNX_INT8_DIR):
         assert {"embed.onnx", "layer_01.onnx", "layer_03.onnx", "runner.json", "early_exit_runner.py"} <= {
             p.name for p in (out / name).iterdir()}

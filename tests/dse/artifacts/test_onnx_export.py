@@ -60,29 +60,54 @@ def _x(ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, np.ones_like(x), np.zeros_like(x)
 
 
-def test_fp32_graphs_compute_what_the_model_computes(deployed) -> None:  # noqa: ANN001
-    model, rows, thresholds, out = deployed
-    runner = EarlyExitRunner(out / "fp32")
-    for ids in rows.input_ids:  # varied lengths: the graphs keep the sequence length dynamic
+def assert_runner_computes_the_model(runner, model: EarlyExitModel, rows) -> None:  # noqa: ANN001
+    """Every row alone, at its own length, gives the model's per-layer logits."""
+    for ids in rows.input_ids:
         x = _x(ids)
         with torch.no_grad():
             expected = model(*(torch.from_numpy(a) for a in x)).numpy()
         np.testing.assert_allclose(runner.layer_logits(*x), expected, atol=1e-5)
 
 
-def test_host_exit_loop_matches_the_simulated_exit_layers(deployed) -> None:  # noqa: ANN001
-    model, rows, thresholds, out = deployed
-    runner = EarlyExitRunner(out / "fp32")
+def assert_runner_exits_as_simulated(runner, model: EarlyExitModel, rows, thresholds: torch.Tensor) -> None:  # noqa: ANN001
+    """One padded batch through the runner's exit loop gives the simulated exit layers and logits,
+    and the rows really exit at different layers."""
     width = max(len(r) for r in rows.input_ids)
     ids = np.asarray([r + [0] * (width - len(r)) for r in rows.input_ids], dtype=np.int64)
     mask = (np.arange(width)[None] < np.asarray([len(r) for r in rows.input_ids])[:, None]).astype(np.int64)
-    logits, layers = runner(ids, mask, np.zeros_like(ids))  # one padded batch; rows leave it as they exit
+    logits, layers = runner(ids, mask, np.zeros_like(ids))
     with torch.no_grad():
         per_layer = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.zeros(ids.shape, dtype=torch.long))
     want_logits, want_layers = simulate_early_exit(per_layer, thresholds)
     assert np.array_equal(layers, want_layers.numpy())
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-5)
-    assert len(set(layers.tolist())) > 1  # rows really exit at different layers
+    assert len(set(layers.tolist())) > 1
+
+
+def assert_int8_stays_close(fp32, int8, rows) -> None:  # noqa: ANN001
+    """int8 weights, activations quantized per call: every off-ramp's logits within 0.05 of fp32's
+    and the same predictions wherever fp32 is not a near-tie (the random model has many); the exit
+    loop runs."""
+    clear = 0
+    for ids in rows.input_ids:
+        x = _x(ids)
+        want, got = fp32.layer_logits(*x), int8.layer_logits(*x)
+        assert np.abs(got - want).max() < 0.05
+        margin = np.abs(want[..., 0] - want[..., 1]) > 0.1
+        assert np.array_equal(got.argmax(-1)[margin], want.argmax(-1)[margin])
+        clear += int(margin.sum())
+        assert 1 <= int(int8(*x)[1][0]) <= len(want)
+    assert clear >= 10
+
+
+def test_fp32_graphs_compute_what_the_model_computes(deployed) -> None:  # noqa: ANN001
+    model, rows, _, out = deployed
+    assert_runner_computes_the_model(EarlyExitRunner(out / "fp32"), model, rows)  # varied, dynamic lengths
+
+
+def test_host_exit_loop_matches_the_simulated_exit_layers(deployed) -> None:  # noqa: ANN001
+    model, rows, thresholds, out = deployed
+    assert_runner_exits_as_simulated(EarlyExitRunner(out / "fp32"), model, rows, thresholds)
 
 
 def test_int8_quantizes_every_matmul_and_table_and_stays_close(deployed) -> None:  # noqa: ANN001
@@ -103,18 +128,7 @@ def test_int8_quantizes_every_matmul_and_table_and_stays_close(deployed) -> None
         return sum(len(t.raw_data) for f in folder.glob("*.onnx") for t in onnx.load(str(f)).graph.initializer)
 
     assert weight_bytes(out / "int8") < 0.4 * weight_bytes(out / "fp32")
-    fp32, int8 = EarlyExitRunner(out / "fp32"), EarlyExitRunner(out / "int8")
-    clear = 0
-    for ids in rows.input_ids:
-        x = _x(ids)
-        want, got = fp32.layer_logits(*x), int8.layer_logits(*x)
-        assert np.abs(got - want).max() < 0.05  # int8 weights, activations per call: small error
-        # the random model's classes are near-ties: compare predictions where fp32 is not one
-        margin = np.abs(want[..., 0] - want[..., 1]) > 0.1
-        assert np.array_equal(got.argmax(-1)[margin], want.argmax(-1)[margin])
-        clear += int(margin.sum())
-        assert 1 <= int(int8(*x)[1][0]) <= 3
-    assert clear >= 10
+    assert_int8_stays_close(EarlyExitRunner(out / "fp32"), EarlyExitRunner(out / "int8"), rows)
 
 
 def test_the_folder_runs_with_numpy_and_onnxruntime_alone(deployed, tmp_path: Path) -> None:  # noqa: ANN001
@@ -195,20 +209,8 @@ def test_mobilebert_graphs_compute_what_the_model_computes(tmp_path: Path) -> No
     export_onnx(model, thresholds, tmp_path / "fp32", label_names=["negative", "positive"])
     quantize_onnx(tmp_path / "fp32", tmp_path / "int8")
     runner = EarlyExitRunner(tmp_path / "fp32")
-    for ids in rows.input_ids:
-        x = _x(ids)
-        with torch.no_grad():
-            expected = model(*(torch.from_numpy(a) for a in x)).numpy()
-        np.testing.assert_allclose(runner.layer_logits(*x), expected, atol=1e-5)
-    width = max(len(r) for r in rows.input_ids)
-    ids = np.asarray([r + [0] * (width - len(r)) for r in rows.input_ids], dtype=np.int64)
-    mask = (np.arange(width)[None] < np.asarray([len(r) for r in rows.input_ids])[:, None]).astype(np.int64)
-    logits, layers = runner(ids, mask, np.zeros_like(ids))
-    with torch.no_grad():
-        per_layer = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.zeros(ids.shape, dtype=torch.long))
-    want_logits, want_layers = simulate_early_exit(per_layer, thresholds)
-    assert np.array_equal(layers, want_layers.numpy())
-    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-5)
+    assert_runner_computes_the_model(runner, model, rows)
+    assert_runner_exits_as_simulated(runner, model, rows, thresholds)
     embed_ops = {n.op_type for n in onnx.load(str(tmp_path / "int8" / EMBED_FILE)).graph.node}
     assert "MatMulInteger" in embed_ops  # the trigram projection 3E -> H is quantized too
     int8 = EarlyExitRunner(tmp_path / "int8")
