@@ -319,7 +319,7 @@ def deploy(export: PathLike, *, threads: int | None = None, max_rows: int | None
     size, accuracy, agreement with the trial and per-sentence latency on this CPU (the first
     ``max_rows`` of the trial's dev rows). ``format``: ``"onnx"`` (onnxruntime; latency at 1, 2
     and 4 threads, or ``threads`` alone), ``"litert"`` (the ``litert`` extra; signatures at each of
-    ``lengths`` tokens, default powers of two from 16 up to the export's ``max_seq_length``) or
+    ``lengths`` tokens, default 32 and the export's ``max_seq_length``) or
     ``"torchscript"`` (legacy; ``threads`` torch threads)."""
     from dse.artifacts.deploy import deploy_export
 

@@ -264,8 +264,8 @@ def deploy(
         "--format", help="onnx (onnxruntime, the deployable), litert (LiteRT; pip install "
                          "'edgebert-dse[litert]') or torchscript (legacy)")] = "onnx",
     lengths: Annotated[Optional[str], typer.Option(
-        "--lengths", help="litert: the sequence lengths to hold signatures for, e.g. 32,128 (default: powers "
-                          "of two from 16 up to the export's max_seq_length)")] = None,
+        "--lengths", help="litert: the sequence lengths to hold signatures for, e.g. 16,64,128 "
+                          "(default: 32 and the export's max_seq_length)")] = None,
 ) -> None:
     """Write DIR/deploy/ (fp32 + int8 early-exit deployables); print size, accuracy, latency."""
     result = api.deploy(directory, threads=threads, max_rows=max_rows, format=format,

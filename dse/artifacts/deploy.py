@@ -426,7 +426,7 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
     (legacy; latency at ``threads`` torch threads). Accuracy uses the trial's dev rows (the first
     ``max_rows`` of them if given) and exit rule; latency is per sentence at batch size 1 on this CPU.
     ``lengths`` (litert only): the sequence lengths the LiteRT file holds signatures for (default:
-    powers of two from 16 up to the export's ``max_seq_length``, then it).
+    32 tokens and the export's ``max_seq_length``).
     """
     _check_format(format)
     if lengths is not None and format != "litert":

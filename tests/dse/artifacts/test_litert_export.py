@@ -80,9 +80,8 @@ def test_fp32_file_computes_what_the_model_computes(converted) -> None:  # noqa:
 def test_length_buckets() -> None:
     from dse.artifacts.litert_export import length_buckets
 
-    assert length_buckets(128) == [16, 32, 64, 128]
-    assert length_buckets(100) == [16, 32, 64, 100]
-    assert length_buckets(16) == [16] and length_buckets(8) == [8]
+    assert length_buckets(128) == [32, 128] and length_buckets(100) == [32, 100]
+    assert length_buckets(32) == [32] and length_buckets(8) == [8]
 
 
 def test_albert_fp32_file_computes_what_the_model_computes(tmp_path: Path) -> None:
@@ -210,6 +209,6 @@ def test_deploy_litert_or_a_one_line_error_without_the_extra(tmp_path: Path, cap
         assert {p.name for p in (out / name).iterdir()} == {"model.tflite", "runner.json", RUNNER_FILE}
     meta = json.loads((out / DEPLOY_FILE).read_text())["_data"]
     assert meta["files"]["int8"] == f"{LITERT_INT8_DIR}/" and "ai-edge-litert" in meta["measured"]["machine"]
-    assert json.loads((out / LITERT_INT8_DIR / "runner.json").read_text())["seq_lens"] == [16, 32]  # the default
+    assert json.loads((out / LITERT_INT8_DIR / "runner.json").read_text())["seq_lens"] == [32]  # the default
     with pytest.raises(DSEError, match=r"--lengths 8,999: each must be in 2\.\.32"):
         deploy_export(tmp_path / "knee", glue_dir=glue, max_rows=6, format="litert", lengths=[999, 8])
