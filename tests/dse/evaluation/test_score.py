@@ -27,8 +27,9 @@ def ctx(tmp_path_factory):  # noqa: ANN001, ANN201
 @pytest.mark.integration
 @pytest.mark.parametrize("batch_size", [1, 64])
 def test_cached_logit_simulation_equals_real_early_exit(ctx, batch_size: int) -> None:  # noqa: ANN001
-    """Every sentence: the exit rule applied to cached per-layer logits gives the same prediction
-    and exit layer as real early-exit inference that stops computing at the exit layer."""
+    """The exit rule applied to cached per-layer logits gives the same prediction and exit layer
+    as real early-exit inference that stops computing at the exit layer, for every sentence not
+    within float noise of the threshold."""
     spec = CompressionSpec(encoder_pruning=0.25, weight_bits=8, weight_exp_bits=4, attention_span=16)
     logits, _ = layer_logits(ctx, spec)
     model, _ = compress(ctx.model, spec, calibration=ctx.dvfs_rows, pad_id=ctx.pad_id)  # as the trial compressed it
