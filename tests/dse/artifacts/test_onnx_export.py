@@ -110,6 +110,32 @@ def test_host_exit_loop_matches_the_simulated_exit_layers(deployed) -> None:  # 
     assert_runner_exits_as_simulated(EarlyExitRunner(out / "fp32"), model, rows, thresholds)
 
 
+def test_the_benchmarked_if_graph_exits_as_the_host_loop(deployed) -> None:  # noqa: ANN001
+    """benchmarks/onnx_if_graph.py's one-graph form (nested ``If`` nodes) of a folder computes
+    what the shipped host loop computes, so its timings compare like with like."""
+    import importlib.util
+
+    import onnxruntime as ort
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "onnx_if_graph.py"
+    spec = importlib.util.spec_from_file_location("onnx_if_graph", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    _, rows, _, out = deployed
+    layers = []
+    for name in ("fp32", "int8"):
+        runner = EarlyExitRunner(out / name)
+        session = ort.InferenceSession(bench.if_graph(out / name).SerializeToString(), providers=["CPUExecutionProvider"])
+        for ids in rows.input_ids:
+            x, m, t = _x(ids)
+            want_logits, want_layer = runner(x, m, t)
+            logits, layer = session.run(None, {"input_ids": x, "attention_mask": m, "token_type_ids": t})
+            np.testing.assert_array_equal(layer, want_layer)
+            np.testing.assert_allclose(logits, want_logits, atol=1e-5)
+            layers.append(int(layer[0]))
+    assert len(set(layers)) > 1  # rows exit at different layers: the If nodes really branch
+
+
 def test_int8_quantizes_every_matmul_and_table_and_stays_close(deployed) -> None:  # noqa: ANN001
     model, rows, thresholds, out = deployed
     for name in (EMBED_FILE, *(layer_file(i) for i in range(model.num_layers))):
