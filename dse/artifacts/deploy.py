@@ -17,8 +17,9 @@ at 1, 2 and 4 onnxruntime threads (or the one ``threads`` given).
 steps as LiteRT (TensorFlow Lite FlatBuffer) files, measured the same way at 1, 2 and 4
 interpreter threads (:mod:`dse.artifacts.litert_export`)::
 
-    litert_fp32/      model.tflite (signatures embed, layer_01 ... layer_NN; batch 1, the export's
-                      max_seq_length tokens), runner.json and early_exit_runner.py
+    litert_fp32/      model.tflite (signatures embed_N, layer_01_N ... layer_NN_N; batch 1, N tokens
+                      for each length N: 32 and the export's max_seq_length by default),
+                      runner.json and early_exit_runner.py
                       (LiteRTEarlyExitRunner: numpy + ai_edge_litert)
     litert_int8/      the same, quantized by ai_edge_quantizer (dynamic_wi8_afp32: int8 weights of
                       every fully-connected layer and embedding table)
@@ -45,9 +46,10 @@ artifacts quantize the matmul inputs once more, per call (onnxruntime / torch.ao
 
 The thresholds and the off-ramp calibration were chosen for the chip's datapath. int8 activations
 perturb the early layers' features by more than they vary across sentences (the hidden state has
-one outlier dimension that sets the per-tensor activation scale), so the ONNX int8 graphs get their
-standardised earlier off-ramps re-calibrated on their own features
-(:func:`~dse.artifacts.onnx_export.quantize_onnx_calibrated`); docs/outputs-export-deploy.md.
+one outlier dimension that sets the per-tensor activation scale), so every int8 deployable gets its
+standardised earlier off-ramps re-calibrated on its own features
+(:func:`~dse.artifacts.onnx_export.quantize_onnx_calibrated`, the LiteRT one,
+:func:`calibrate_torchscript_int8`); docs/outputs-export-deploy.md.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ from torch import nn
 
 from dse.artifacts.export import MODEL_DIR
 from dse.artifacts.hf_export import ExportedModel, ExportScore, exported_dev_rows, load_exported_model
-from dse.artifacts.traceable import EmbedStep, attention_bias
+from dse.artifacts.traceable import EmbedStep, LayerStep, attention_bias, traceable_copy
 from dse.compression.apply import traceable_activation_quantization
 from dse.data import resolve_glue_dir
 from dse.data.metrics import main_metric
@@ -97,6 +99,7 @@ __all__ = [
     "ArtifactFigures",
     "DeployReport",
     "build_torchscript",
+    "calibrate_torchscript_int8",
     "deploy_export",
     "measure_artifact",
     "measure_litert",
@@ -207,15 +210,53 @@ def build_torchscript(model: EarlyExitModel, thresholds: torch.Tensor, *, int8: 
     # torch's deprecation notices for torch.jit and torch.ao are left to Python's filters
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        if int8:  # the embedding tables are most of a small model's bytes: int8 them too
-            qconfigs = {nn.Linear: torch.ao.quantization.default_dynamic_qconfig,
-                        nn.Embedding: torch.ao.quantization.float_qparams_weight_only_qconfig}
-            model = torch.ao.quantization.quantize_dynamic(model, qconfigs, dtype=torch.qint8)
+        if int8:
+            model = _quantize_int8(model)
         embed = torch.jit.trace(EmbedStep(model), (ids, torch.zeros_like(ids)), check_trace=False)
         layers = [torch.jit.trace(_Layer(model, i), (h, bias), check_trace=False) for i in range(model.num_layers)]
         ramps = [torch.jit.trace(r, (h[:, 0],), check_trace=False) for r in model.off_ramps]
         return torch.jit.script(_EarlyExit(embed, layers, ramps, spans, thresholds, model.num_labels,
                                            model.pooling == "mean"))
+
+
+def _quantize_int8(model: EarlyExitModel) -> EarlyExitModel:
+    """A copy with dynamic int8 linears (activations quantized per call) and uint8 embedding
+    tables (the embedding tables are most of a small model's bytes)."""
+    qconfigs = {nn.Linear: torch.ao.quantization.default_dynamic_qconfig,
+                nn.Embedding: torch.ao.quantization.float_qparams_weight_only_qconfig}
+    return torch.ao.quantization.quantize_dynamic(model, qconfigs, dtype=torch.qint8)
+
+
+class _TorchInt8Steps:
+    """The int8 TorchScript deployable's steps run eagerly, one sentence at a time: the
+    ``layer_outputs`` that :func:`~dse.artifacts.onnx_export.calibrate_off_ramps_for_runner` reads
+    from the ONNX and LiteRT runners (the hidden states; the logits are not used)."""
+
+    def __init__(self, model: EarlyExitModel) -> None:
+        q = _quantize_int8(traceable_copy(model))  # what the int8 module computes
+        self.embed = EmbedStep(q)
+        self.layers = [LayerStep(q, i, model.spans[i]) for i in range(model.num_layers)]
+
+    def layer_outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                      token_type_ids: np.ndarray) -> Any:
+        mask = torch.from_numpy(attention_mask)
+        h = self.embed(torch.from_numpy(input_ids), torch.from_numpy(token_type_ids)).detach()
+        for layer in self.layers:
+            h, logits = (t.detach() for t in layer(h, mask))
+            yield h.numpy(), logits.numpy()
+
+
+def calibrate_torchscript_int8(model: EarlyExitModel, rows: EncodedSet | None, *,
+                               pad_id: int) -> tuple[EarlyExitModel, dict[str, int]]:
+    """``model`` with its standardised earlier off-ramps calibrated on the features the int8
+    TorchScript deployable computes for ``rows`` (the design's DVFS training rows), as ONNX and
+    LiteRT int8 are; ``model`` itself where there is nothing to calibrate."""
+    from dse.artifacts.onnx_export import calibrate_off_ramps_for_runner
+    from dse.compression.offramp_calibration import standardised_off_ramps
+
+    if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
+        return model, {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
+    return calibrate_off_ramps_for_runner(model, _TorchInt8Steps(model), rows, pad_id=pad_id)
 
 
 def _save(module: torch.jit.ScriptModule, path: Path) -> None:
@@ -499,8 +540,11 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
         if threads is not None:
             torch.set_num_threads(threads)
         report_threads = torch.get_num_threads()
+        int8_model, calibrated = calibrate_torchscript_int8(exported.model, _calibration_rows(exported, glue_dir),
+                                                            pad_id=exported.tokenizer.pad_token_id or 0)
         for name, file, int8 in (("fp32", FP32_FILE, False), ("int8", INT8_FILE, True)):
-            _save(build_torchscript(exported.model, exported.thresholds, int8=int8), out / file)
+            model = int8_model if int8 else exported.model
+            _save(build_torchscript(model, exported.thresholds, int8=int8), out / file)
             module = torch.jit.load(str(out / file))  # measure what was saved, as a user would load it
             preds[name], exits, times_ms = measure_artifact(module, rows)
             figures[name] = _summarize((out / file).stat().st_size / 1e6, task, rows, trial, preds[name], exits,
@@ -512,7 +556,10 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
                "outputs": "forward: exiting logits [batch, labels], exit layer (1-based) [batch]; "
                           "layer_logits: [layers, batch, labels]",
                "int8": "torch.ao.quantization.quantize_dynamic (deprecated): every nn.Linear (qint8 weights, "
-                       "activations quantized per call) and every nn.Embedding (uint8 rows, scale and offset per row)"}
+                       "activations quantized per call) and every nn.Embedding (uint8 rows, scale and offset per row); "
+                       "the standardised earlier off-ramps re-centred and tempered for this module on the design's "
+                       "DVFS training rows",
+               "int8_off_ramp_calibration": calibrated}
     report = DeployReport(out, task, len(rows), report_threads, trial.accuracy, figures["fp32"], figures["int8"],
                           float((preds["fp32"] == preds["int8"]).mean()), format)
     meta = {"_type": DEPLOY_TYPE, "_version": DEPLOY_VERSION, "_data": {

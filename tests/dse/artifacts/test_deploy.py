@@ -20,6 +20,7 @@ from dse.artifacts.deploy import (
     ONNX_INT8_DIR,
     bert_large_fp32_mb,
     build_torchscript,
+    calibrate_torchscript_int8,
     deploy_export,
     fp32_parameter_mb,
 )
@@ -71,6 +72,37 @@ def test_fp32_artifact_matches_the_model_and_int8_stays_close(kind: str) -> None
     tables = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight")
     assert all(any(k.endswith(t) for k in fp32.state_dict()) for t in tables)
     assert not any(k.endswith(tables) for k in int8.state_dict())  # int8 keeps packed uint8 rows instead
+
+
+def test_int8_torchscript_off_ramps_are_calibrated_on_its_own_features() -> None:
+    """Standardised earlier off-ramps are re-centred on the features the int8 module computes
+    (its eager steps are checked against the scripted module), as for ONNX and LiteRT int8; the
+    encoder and the final off-ramp are left as they were."""
+    import dataclasses
+
+    from dse.artifacts.deploy import _TorchInt8Steps
+    from tests.dse.compression.test_offramp_calibration import rows as calibration_rows
+    from tests.dse.compression.test_offramp_calibration import standardised
+
+    calibration = calibration_rows()
+    model, _ = compress(standardised(EarlyExitModel(tiny_backbone("bert"), num_labels=2).eval()),
+                        dataclasses.replace(SPEC, activation_bits=8), calibration=calibration, pad_id=0)
+    thresholds = torch.full((model.num_layers,), 0.3)
+    assert calibrate_torchscript_int8(model, None, pad_id=0) == (model, {"recentred_off_ramps": 0,
+                                                                         "tempered_off_ramps": 0})
+    calibrated, done = calibrate_torchscript_int8(model, calibration, pad_id=0)
+    assert done["recentred_off_ramps"] == model.num_layers - 1
+    plain, recal = (build_torchscript(m, thresholds, int8=True) for m in (model, calibrated))
+    steps = _TorchInt8Steps(model)
+    with torch.jit.optimized_execution(False), torch.no_grad():
+        for ids in calibration.input_ids[:10]:
+            x = _inputs(ids)
+            want = plain.layer_logits(*x)
+            eager = np.stack([logits for _, logits in steps.layer_outputs(*(t.numpy() for t in x))])
+            np.testing.assert_allclose(eager[:, 0], want[:, 0].numpy(), atol=1e-5)  # the module's own computation
+            got = recal.layer_logits(*x)
+            torch.testing.assert_close(got[-1], want[-1])  # the final off-ramp is left alone
+            assert not torch.allclose(got[:-1], want[:-1])
 
 
 def test_artifacts_batch_rows_with_padding(compressed_bert: EarlyExitModel) -> None:
