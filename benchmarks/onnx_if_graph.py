@@ -18,16 +18,12 @@ import argparse
 import json
 import platform
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
-
-WARMUP_ROWS = 10
-
 
 def _prefixed(path: Path, prefix: str) -> onnx.ModelProto:
     return compose.add_prefix(onnx.load(str(path)), prefix)
@@ -56,8 +52,17 @@ def if_graph(folder: Path) -> onnx.ModelProto:
     embed = embed_model.graph
     layers = [_prefixed(folder / name, f"l{i + 1}_").graph for i, name in enumerate(meta["layers"])]
     initializers = list(embed.initializer) + [t for g in layers for t in g.initializer]
-    out_types = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, labels]),
-                 helper.make_tensor_value_info("exit_layer", TensorProto.INT64, [1])]
+
+    def outputs(logits: str, layer: str) -> list[onnx.ValueInfoProto]:
+        return [helper.make_tensor_value_info(logits, TensorProto.FLOAT, [1, labels]),
+                helper.make_tensor_value_info(layer, TensorProto.INT64, [1])]
+
+    def exit_at(i: int, logits_out: str, layer_out: str) -> list[onnx.NodeProto]:
+        """Layer ``i``'s off-ramp logits and its 1-based number as the exiting outputs."""
+        p = f"l{i + 1}_"
+        return [helper.make_node("Identity", [f"{p}logits"], [logits_out], name=f"{p}{logits_out}"),
+                helper.make_node("Constant", [], [layer_out], name=f"{p}{layer_out}",
+                                 value=numpy_helper.from_array(np.array([i + 1], dtype=np.int64)))]
 
     def level(i: int, hidden: str, logits_out: str, layer_out: str) -> list[onnx.NodeProto]:
         """Layer ``i`` (0-based) fed ``hidden``, then its exit decision and the rest, writing the
@@ -67,21 +72,13 @@ def if_graph(folder: Path) -> onnx.ModelProto:
         nodes = [helper.make_node("Identity", [hidden], [f"{p}hidden"], name=f"{p}in_hidden"),
                  helper.make_node("Identity", ["attention_mask"], [f"{p}attention_mask"], name=f"{p}in_mask"),
                  *g.node]
-        layer_no = numpy_helper.from_array(np.array([i + 1], dtype=np.int64))
         if i == len(layers) - 1:
-            return [*nodes, helper.make_node("Identity", [f"{p}logits"], [logits_out], name=f"{p}out"),
-                    helper.make_node("Constant", [], [layer_out], name=f"{p}layer", value=layer_no)]
+            return [*nodes, *exit_at(i, logits_out, layer_out)]
         check, consts, cond = _entropy_nodes(f"{p}logits", thresholds[i], f"{p}e_")
         initializers.extend(consts)
-        then = helper.make_graph(
-            [helper.make_node("Identity", [f"{p}logits"], [f"{p}then_logits"], name=f"{p}then_out"),
-             helper.make_node("Constant", [], [f"{p}then_layer"], name=f"{p}then_layer", value=layer_no)],
-            f"{p}exit", [], [helper.make_tensor_value_info(f"{p}then_logits", TensorProto.FLOAT, [1, labels]),
-                             helper.make_tensor_value_info(f"{p}then_layer", TensorProto.INT64, [1])])
-        rest_logits, rest_layer = f"{p}rest_logits", f"{p}rest_layer"
-        rest = helper.make_graph(level(i + 1, f"{p}hidden_out", rest_logits, rest_layer), f"{p}continue", [],
-                                 [helper.make_tensor_value_info(rest_logits, TensorProto.FLOAT, [1, labels]),
-                                  helper.make_tensor_value_info(rest_layer, TensorProto.INT64, [1])])
+        then_out, rest_out = (f"{p}then_logits", f"{p}then_layer"), (f"{p}rest_logits", f"{p}rest_layer")
+        then = helper.make_graph(exit_at(i, *then_out), f"{p}exit", [], outputs(*then_out))
+        rest = helper.make_graph(level(i + 1, f"{p}hidden_out", *rest_out), f"{p}continue", [], outputs(*rest_out))
         return [*nodes, *check, helper.make_node("If", [cond], [logits_out, layer_out], name=f"{p}if",
                                                  then_branch=then, else_branch=rest)]
 
@@ -92,7 +89,7 @@ def if_graph(folder: Path) -> onnx.ModelProto:
     for node in embed.node:  # the embedding graph's inputs were prefixed with the rest
         node.input[:] = [{"embed_input_ids": "input_ids", "embed_token_type_ids": "token_type_ids"}.get(x, x)
                          for x in node.input]
-    graph = helper.make_graph(body, "early_exit", inputs, out_types, initializer=initializers)
+    graph = helper.make_graph(body, "early_exit", inputs, outputs("logits", "exit_layer"), initializer=initializers)
     model = helper.make_model(graph, opset_imports=list(embed_model.opset_import))
     model.ir_version = embed_model.ir_version  # the exporter's, which this onnxruntime reads
     onnx.checker.check_model(model, full_check=False)
@@ -109,25 +106,13 @@ def _session(model: onnx.ModelProto, threads: int):  # noqa: ANN202
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _timed(call, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
-    """(predictions, exit layers, seconds) per row, one sentence at a time."""
-    preds, layers, secs = [], [], []
-    for k, (ids, mask, types) in enumerate(rows):
-        t = time.perf_counter()
-        logits, layer = call(ids, mask, types)
-        if k >= WARMUP_ROWS:
-            secs.append(time.perf_counter() - t)
-        preds.append(int(np.argmax(logits[0])))
-        layers.append(int(layer[0]))
-    return np.array(preds), np.array(layers), np.array(secs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", type=Path)
     parser.add_argument("--max-rows", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    from dse.artifacts.deploy import WARMUP_ROWS, _run_timed  # deploy's own timing, so the figures compare
     from dse.artifacts.hf_export import exported_dev_rows, load_exported_model
 
     deploy = args.export / "deploy"
@@ -148,11 +133,13 @@ def main() -> None:
         runner = EarlyExitRunner(deploy / name, threads=args.threads)
         session = _session(if_graph(deploy / name), args.threads)
         if_call = lambda i, m, t: session.run(None, {"input_ids": i, "attention_mask": m, "token_type_ids": t})  # noqa: E731
-        loop_pred, loop_layer, loop_s = _timed(runner, rows)
-        if_pred, if_layer, if_s = _timed(if_call, rows)
-        for form, pred, layer, secs in (("host loop (shipped)", loop_pred, loop_layer, loop_s),
-                                        ("one graph, If nodes", if_pred, if_layer, if_s)):
-            med, p95 = 1e3 * np.median(secs), 1e3 * np.percentile(secs, 95)
+        timed = {form: _run_timed(call, rows.__getitem__, len(rows), WARMUP_ROWS)
+                 for form, call in (("host loop (shipped)", runner), ("one graph, If nodes", if_call))}
+        loop_logits, loop_layer, _ = timed["host loop (shipped)"]
+        loop_pred = np.array([int(np.argmax(x[0])) for x in loop_logits])
+        for form, (logits, layer, times_ms) in timed.items():
+            pred = np.array([int(np.argmax(x[0])) for x in logits])
+            med, p95 = np.median(times_ms), np.percentile(times_ms, 95)
             print(f"| {name} | {form} | {100 * np.mean(layer == loop_layer):.1f} % | "
                   f"{100 * np.mean(pred == loop_pred):.1f} % | {med:.2f} / {p95:.2f} |")
             out.append({"artifact": name, "form": form, "exit_agreement": float(np.mean(layer == loop_layer)),

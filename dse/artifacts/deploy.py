@@ -251,12 +251,10 @@ def calibrate_torchscript_int8(model: EarlyExitModel, rows: EncodedSet | None, *
     """``model`` with its standardised earlier off-ramps calibrated on the features the int8
     TorchScript deployable computes for ``rows`` (the design's DVFS training rows), as ONNX and
     LiteRT int8 are; ``model`` itself where there is nothing to calibrate."""
-    from dse.artifacts.onnx_export import calibrate_off_ramps_for_runner
-    from dse.compression.offramp_calibration import standardised_off_ramps
+    from dse.artifacts.onnx_export import calibrate_deployed_off_ramps
 
-    if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
-        return model, {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    return calibrate_off_ramps_for_runner(model, _TorchInt8Steps(model), rows, pad_id=pad_id)
+    calibrated, done = calibrate_deployed_off_ramps(model, lambda: _TorchInt8Steps(model), rows, pad_id=pad_id)
+    return (model if calibrated is None else calibrated), done
 
 
 def _save(module: torch.jit.ScriptModule, path: Path) -> None:

@@ -41,9 +41,8 @@ import torch
 from torch import nn
 
 from dse.artifacts import onnx_runner
-from dse.artifacts.onnx_export import RUNNER_FILE, calibrate_off_ramps_for_runner
+from dse.artifacts.onnx_export import RUNNER_FILE, calibrate_deployed_off_ramps
 from dse.artifacts.traceable import EmbedStep, LayerStep, traceable_copy
-from dse.compression.offramp_calibration import standardised_off_ramps
 from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel
 
@@ -164,11 +163,11 @@ def quantize_litert_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, 
     :func:`~dse.artifacts.onnx_export.quantize_onnx_calibrated` does for the ONNX int8 graphs.
     Returns how many off-ramps each step changed."""
     quantize_litert(src, dst)
-    if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
-        return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    runner = onnx_runner.LiteRTEarlyExitRunner(dst)
-    calibrated, done = calibrate_off_ramps_for_runner(model, runner, rows, pad_id=pad_id)
-    del runner  # the interpreter maps the file that is written again below
+    # the runner's interpreter maps the file written again below: it is closed on return
+    calibrated, done = calibrate_deployed_off_ramps(model, lambda: onnx_runner.LiteRTEarlyExitRunner(dst), rows,
+                                                    pad_id=pad_id)
+    if calibrated is None:
+        return done
     with tempfile.TemporaryDirectory() as tmp:
         seq_lens = json.loads((src / onnx_runner.MANIFEST_FILE).read_text())["seq_lens"]
         export_litert(calibrated, thresholds, Path(tmp), seq_lens=seq_lens, label_names=label_names)

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import layer_features
 
-__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_off_ramps_for_runner", "export_onnx", "folder_size_mb", "layer_file",
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_deployed_off_ramps", "calibrate_off_ramps_for_runner", "export_onnx", "folder_size_mb", "layer_file",
            "quantize_onnx", "quantize_onnx_calibrated"]
 
 EMBED_FILE = "embed.onnx"
@@ -121,14 +122,25 @@ def quantize_onnx_calibrated(model: EarlyExitModel, thresholds: torch.Tensor, sr
     off-ramps' inputs come from the int8 graphs themselves; their mean is compared with the
     fp32 model's on the same rows. Returns how many off-ramps each step changed."""
     quantize_onnx(src, dst)
-    if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
-        return {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
-    calibrated, done = calibrate_off_ramps_for_runner(model, onnx_runner.EarlyExitRunner(dst), rows, pad_id=pad_id)
+    calibrated, done = calibrate_deployed_off_ramps(model, lambda: onnx_runner.EarlyExitRunner(dst), rows, pad_id=pad_id)
+    if calibrated is None:
+        return done
     with tempfile.TemporaryDirectory() as tmp:
         if not _replace_off_ramp_tensors(src, Path(tmp), model, calibrated):
             export_onnx(calibrated, thresholds, Path(tmp), label_names=label_names)
         quantize_onnx(Path(tmp), dst)  # the same int8 encoder: only the off-ramps differ
     return done
+
+
+def calibrate_deployed_off_ramps(model: EarlyExitModel, open_runner: Callable[[], Any], rows: EncodedSet | None, *,
+                                 pad_id: int) -> tuple[EarlyExitModel | None, dict[str, int]]:
+    """:func:`calibrate_off_ramps_for_runner` on the runner ``open_runner()`` opens (an int8
+    deployable, any backend), where there is something to calibrate: ``rows`` and standardised
+    earlier off-ramps; otherwise None and no changes, without opening the runner. The runner is
+    closed on return (LiteRT's maps a file the caller may write again)."""
+    if rows is None or len(rows) == 0 or not standardised_off_ramps(model):
+        return None, {"recentred_off_ramps": 0, "tempered_off_ramps": 0}
+    return calibrate_off_ramps_for_runner(model, open_runner(), rows, pad_id=pad_id)
 
 
 @torch.no_grad()
