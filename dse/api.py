@@ -305,9 +305,10 @@ def evaluate_export(export: PathLike, *, model: bool = False) -> dict[str, float
         return {"accuracy": score.accuracy, "avg_exit_layer": score.avg_exit_layer,
                 "dev_rows": int(len(score.exit_layers))}
     from dse.artifacts.export import load_design
+
+    data, config = load_design(path)  # a bad export is one line before torch is imported
     from dse.evaluation import build_context, evaluate_trial
 
-    data, config = load_design(path)
     ctx = build_context(config, cache_dir=None)
     return evaluate_trial(ctx, config.knob_values({**data["compression"], **data["hardware"]})).metrics
 
@@ -321,9 +322,13 @@ def deploy(export: PathLike, *, threads: int | None = None, max_rows: int | None
     and 4 threads, or ``threads`` alone), ``"litert"`` (the ``litert`` extra; signatures at each of
     ``lengths`` tokens, default 32 and the export's ``max_seq_length``) or
     ``"torchscript"`` (legacy; ``threads`` torch threads)."""
+    from dse.artifacts.deploy_request import check_deploy_request
+
+    folder = _export_folder(export)
+    check_deploy_request(folder, format=format, lengths=lengths, max_rows=max_rows)  # before torch is imported
     from dse.artifacts.deploy import deploy_export
 
-    return deploy_export(_export_folder(export), threads=threads, max_rows=max_rows,
+    return deploy_export(folder, threads=threads, max_rows=max_rows,
                          glue_dir=None if glue_dir is None else os.fspath(glue_dir), format=format, lengths=lengths)
 
 
@@ -363,10 +368,11 @@ def evaluate_trace(csv_path: PathLike, *, profile: PathLike | None = None, **opt
     override the profile's values. The predictor is never fitted on a scored row.
     """
     from dse.config.trace import load_trace_options
+
+    checked = load_trace_options(profile, **options)  # cheap, one line each, before torch is imported
     from dse.evaluation.trace import evaluate_trace as evaluate
 
-    # options first (cheap, one line each), then the files
-    return evaluate(Path(csv_path), load_trace_options(profile, **options))
+    return evaluate(Path(csv_path), checked)
 
 
 def check_definition_paths(config: StudyConfig) -> None:

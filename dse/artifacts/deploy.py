@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -70,6 +69,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dse.artifacts.deploy_request import FORMATS, check_deploy_request
 from dse.artifacts.export import MODEL_DIR
 from dse.artifacts.hf_export import ExportedModel, ExportScore, exported_dev_rows, load_exported_model
 from dse.artifacts.traceable import EmbedStep, LayerStep, attention_bias, traceable_copy
@@ -115,8 +115,6 @@ ONNX_INT8_DIR = "onnx_int8"
 ONNX_THREADS = (1, 2, 4)
 LITERT_FP32_DIR = "litert_fp32"
 LITERT_INT8_DIR = "litert_int8"
-FORMATS = ("onnx", "torchscript", "litert")
-LITERT_MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
 DEPLOY_TYPE = "edgebert-dse.deploy"
 DEPLOY_VERSION = 2  # 2: format, ONNX folders, agreement with the trial, latency by threads
 WARMUP_ROWS = 10
@@ -430,30 +428,6 @@ def _measure_folders(folders: dict[str, Path], measure: Any, size_mb: Any, threa
     return figures, preds
 
 
-def _model_folder(export_dir: Path) -> Path:
-    if not export_dir.is_dir():
-        raise DSEError(f"{export_dir}: no such export folder")
-    model_dir = export_dir / MODEL_DIR
-    if not (model_dir / "config.json").is_file():
-        raise DSEError(f"{export_dir}: not a design export folder (no {MODEL_DIR}/config.json; "
-                       "write one with dse export)")
-    return model_dir
-
-
-def _check_format(format: str) -> None:  # noqa: A002 - the CLI option's name
-    if format not in FORMATS:
-        raise DSEError(f"unknown deploy format {format!r} (choose from {', '.join(FORMATS)})")
-    if format == "onnx":
-        missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
-        if missing:
-            raise DSEError(f"--format onnx needs {', '.join(missing)}: pip install edgebert-dse (they are dependencies)")
-    if format == "litert":
-        missing = [m for m in LITERT_MODULES if importlib.util.find_spec(m) is None]
-        if missing:
-            raise DSEError(f"--format litert needs the litert extra (missing {', '.join(missing)}): "
-                           "pip install 'edgebert-dse[litert]'")
-
-
 def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_rows: int | None = None,
                   glue_dir: str | Path | None = None, format: str = "onnx",  # noqa: A002
                   lengths: list[int] | None = None) -> DeployReport:
@@ -467,13 +441,8 @@ def deploy_export(export_dir: str | Path, *, threads: int | None = None, max_row
     ``lengths`` (litert only): the sequence lengths the LiteRT file holds signatures for (default:
     32 tokens and the export's ``max_seq_length``).
     """
-    _check_format(format)
-    if lengths is not None and format != "litert":
-        raise DSEError("--lengths applies to --format litert only")
     export_dir = Path(export_dir)
-    exported = load_exported_model(_model_folder(export_dir))
-    if max_rows is not None and max_rows < 1:
-        raise DSEError("--max-rows must be at least 1")
+    exported = load_exported_model(check_deploy_request(export_dir, format=format, lengths=lengths, max_rows=max_rows))
     rows = _dev_rows(exported, glue_dir, max_rows)
     task = exported.settings.task
     trial = exported.score(rows)

@@ -34,6 +34,35 @@ def test_import_dse_is_light_and_every_public_name_resolves() -> None:
     assert (Path(dse.__file__).parent / "py.typed").is_file()
 
 
+def test_bad_deploy_evaluate_and_trace_requests_fail_before_torch_is_imported(tmp_path: Path) -> None:
+    """A wrong format, a folder that is not an export, a broken trace option: one error line at
+    once, not after the seconds torch and transformers take to import."""
+    space = tmp_path / "space.yaml"
+    space.write_text("name: x\n")
+    script = (
+        "import sys, dse\n"
+        "from dse.errors import DSEError\n"
+        f"folder = {str(tmp_path)!r}\n"
+        "calls = [lambda: dse.deploy(folder, format='tflite'), lambda: dse.deploy(folder, lengths=[32]),\n"
+        "         lambda: dse.deploy(folder + '/nope'), lambda: dse.deploy(folder),\n"
+        f"         lambda: dse.evaluate_export(folder), lambda: dse.evaluate_export({str(space)!r}),\n"
+        f"         lambda: dse.evaluate_trace({str(space)!r}, threshold=0.2, envm_cell='bogus')]\n"
+        "for call in calls:\n"
+        "    try:\n"
+        "        call()\n"
+        "    except (DSEError, ValueError) as exc:\n"
+        "        print(str(exc).splitlines()[0])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 7 and "unknown deploy format 'tflite'" in lines[0] and "applies to --format litert" in lines[1]
+    assert "no such export folder" in lines[2] and "no model/config.json" in lines[3]
+    assert "no design.json" in lines[4] and "JSON design export" in lines[5] and "unknown eNVM cell" in lines[6]
+
+
 def test_a_whole_study_through_the_api(tmp_path: Path) -> None:
     config = tiny_config(n_trials=4)
     study = dse.Study.create(config, results_dir=tmp_path)

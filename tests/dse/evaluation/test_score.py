@@ -20,8 +20,8 @@ SMOKE = Path(__file__).resolve().parents[3] / "search_spaces" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory):  # noqa: ANN001, ANN201
-    return build_context(load_study_config(SMOKE), cache_dir=tmp_path_factory.mktemp("cache"))
+def ctx(shared_cache_dir: Path):  # noqa: ANN201
+    return build_context(load_study_config(SMOKE), cache_dir=shared_cache_dir)  # the session's smoke fine-tune
 
 
 @pytest.mark.integration
