@@ -463,7 +463,7 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
 
     _, env = smoke_study
     # on Ray: per-task knobs leave no shared encoder_pruning, and Ray's one-evaluation-per-key guard
-    # once crashed the coordinator on it (the fine-tunes come from the session's shared cache)
+    # once crashed the coordinator on it
     run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_multitask.yaml"), "--results-dir", str(tmp_path),
               "--executor", "ray", env=env)
     assert run.returncode == 0, run.stderr
