@@ -30,11 +30,11 @@ def dse(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
                           cwd=cwd, timeout=1800)
 
 
-def run_space(name: str | Path, results: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``dse study run search_spaces/<name>.yaml`` (or the definition at a path) into ``results``;
-    it must succeed."""
+def run_space(name: str | Path, results: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
+    """``dse study run search_spaces/<name>.yaml`` (or the definition at a path) into ``results``,
+    with ``options``; it must succeed."""
     space = name if isinstance(name, Path) else ROOT / "search_spaces" / f"{name}.yaml"
-    run = dse("study", "run", str(space), "--results-dir", str(results), env=env)
+    run = dse("study", "run", str(space), "--results-dir", str(results), *options, env=env)
     assert run.returncode == 0, run.stderr
     return run
 
@@ -464,9 +464,7 @@ def test_multitask_study_serves_three_tasks_from_one_embedding_table(smoke_study
     _, env = smoke_study
     # on Ray: per-task knobs leave no shared encoder_pruning, and Ray's one-evaluation-per-key guard
     # once crashed the coordinator on it
-    run = dse("study", "run", str(ROOT / "search_spaces" / "smoke_multitask.yaml"), "--results-dir", str(tmp_path),
-              "--executor", "ray", env=env)
-    assert run.returncode == 0, run.stderr
+    run = run_space("smoke_multitask", tmp_path, env, "--executor", "ray")
     assert "baselines sst2" in run.stdout and "approximation: qnli" in run.stdout
     folder = tmp_path / "smoke_multitask"
     trials = pd.read_csv(folder / "trials.csv")

@@ -34,8 +34,8 @@ from dse.modeling.batching import EncodedSet
 from dse.modeling.early_exit import EarlyExitModel, pool_hidden
 from dse.modeling.inference import layer_features
 
-__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_deployed_off_ramps", "calibrate_off_ramps_for_runner", "export_onnx", "folder_size_mb", "layer_file",
-           "quantize_onnx", "quantize_onnx_calibrated"]
+__all__ = ["EMBED_FILE", "RUNNER_FILE", "calibrate_deployed_off_ramps", "calibrate_off_ramps_for_runner", "export_onnx",
+           "folder_size_mb", "layer_file", "quantize_onnx", "quantize_onnx_calibrated"]
 
 EMBED_FILE = "embed.onnx"
 RUNNER_FILE = "early_exit_runner.py"
