@@ -132,8 +132,11 @@ EXPORT_FILES = ["design.json", "accelerator.json", "model/config.json", "model/m
 # (it is for the accelerator's tools), nor the model card (model/README.md, for people), so damage to
 # them must change nothing.
 EXPORT_COMMANDS = {"evaluate": ["design.json"], "evaluate-model": EXPORT_FILES[2:-1], "deploy": EXPORT_FILES[2:-1]}
+# A file `deploy` does not read gets the pickle alone: all three damages prove only that it is
+# not read, and each deploy exports and times ONNX graphs (about 18 s on a 2-core machine).
 EXPORT_CASES = [(f, how, c) for f in EXPORT_FILES for how in DAMAGE for c in EXPORT_COMMANDS
-                if c != "evaluate" or f in EXPORT_COMMANDS["evaluate"]]
+                if (c != "evaluate" or f in EXPORT_COMMANDS["evaluate"])
+                and (c != "deploy" or f in EXPORT_COMMANDS["deploy"] or how == "pickle")]
 
 
 @pytest.fixture(scope="module")
